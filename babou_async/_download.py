@@ -1,0 +1,515 @@
+"""
+Downloading finished exports: resumable, atomic, never blocking the event loop.
+
+Guarantees of every download to disk:
+
+* the video streams to ``<final>.part`` beside the target, in chunks, written by a worker
+  thread; memory use is bounded by two write buffers whatever the file size;
+* the ``.part`` file is renamed to the final path only once complete and checked against
+  ``Content-Length``; on failure or cancellation it is deleted, so nobody ever sees a
+  half-written file at the final path;
+* an existing file is never clobbered unless ``overwrite=True`` (a complete one is skipped);
+* a dropped connection resumes with ``Range`` (and ``If-Range`` on a strong ``ETag``), or
+  restarts when the server ignores ``Range``; an expired URL (403/404/410 from the asset
+  host) is replaced by a fresh one from ``get_export``;
+* the API key is never sent to the download host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import anyio
+import anyio.to_thread
+
+from . import _protocol as proto
+from ._config import RetryPolicy
+from ._exceptions import (
+    BabouError,
+    DownloadError,
+    ExportFailedError,
+    ExportNotReadyError,
+    IntegrityError,
+    TransportError,
+    ValidationError,
+)
+from ._models import DownloadResult, Export, ExportStatus
+from ._transport import SendFailure
+
+if TYPE_CHECKING:
+    from ._session import BabouSession
+
+__all__ = ["ProgressCallback", "download_export", "download_exports", "iter_export_bytes"]
+
+log = logging.getLogger("babou_async")
+
+#: ``progress(project_id, bytes_done, bytes_total)``; ``bytes_total`` is ``None`` when the
+#: server did not announce a size. Called from the event loop, at most once per written
+#: buffer (about every MiB) and once at the end; it must not block. Exceptions it raises
+#: are logged and ignored.
+ProgressCallback = Callable[[str, int, "int | None"], object]
+
+READ_CHUNK = 256 * 1024
+WRITE_BUFFER = 1024 * 1024
+_EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+
+def _safe_url(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+class _Fetcher:
+    """
+    The bytes of one export, as a resumable stream of ``(position, chunk)`` pairs.
+
+    ``position`` is the offset of ``chunk`` in the file. It only ever goes back to 0, when
+    the content changed under us (a new ``ETag``) and the consumer must start over.
+    """
+
+    def __init__(
+        self,
+        session: BabouSession,
+        project_id: str,
+        url: str,
+        retry: RetryPolicy,
+        before_body: Callable[[int | None], bool] | None = None,
+    ) -> None:
+        self.session = session
+        self.project_id = project_id
+        self.url = url
+        self.retry = retry
+        self.before_body = before_body
+        self.total: int | None = None
+        self.etag: str | None = None
+        self.stopped = False
+
+    def _fail(self, message: str) -> DownloadError:
+        return DownloadError(
+            f"download of {self.project_id} failed: {message}", project_id=self.project_id
+        )
+
+    async def _refresh_url(self) -> None:
+        export = await self.session.get_export(self.project_id, retry=self.retry)
+        self.url = _completed_url(export)
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
+        transport = self.session._transport  # noqa: SLF001 - same package
+        offset = 0
+        failures = 0
+        refreshes = 0
+        first = True
+        while True:
+            headers: dict[str, str] = {}
+            if offset > 0:
+                headers["Range"] = f"bytes={offset}-"
+                if self.etag is not None:
+                    headers["If-Range"] = self.etag
+            error: BabouError
+            retry_after: float | None = None
+            try:
+                async with transport.stream(self.url, headers=headers) as resp:
+                    status = resp.status
+                    if status in _EXPIRED_STATUSES:
+                        refreshes += 1
+                        if refreshes > self.retry.attempts:
+                            raise self._fail(
+                                f"download URL refused with HTTP {status} even after "
+                                f"{refreshes - 1} refreshes"
+                            )
+                        log.info(
+                            "download URL for %s refused (HTTP %d): fetching a fresh one",
+                            self.project_id,
+                            status,
+                        )
+                        await self._refresh_url()
+                        continue
+                    if status == 416 and self.total is not None and offset >= self.total:
+                        return
+                    if status in (200, 206):
+                        skip, offset = self._accept(resp.status, resp.headers, offset)
+                        if first:
+                            first = False
+                            if self.before_body is not None and not self.before_body(self.total):
+                                self.stopped = True
+                                return
+                        async for chunk in resp.iter_chunks(READ_CHUNK):
+                            if skip:
+                                if len(chunk) <= skip:
+                                    skip -= len(chunk)
+                                    continue
+                                chunk = chunk[skip:]  # noqa: PLW2901
+                                skip = 0
+                            yield offset, chunk
+                            offset += len(chunk)
+                            failures = 0
+                        if self.total is None or offset == self.total:
+                            return
+                        if offset > self.total:
+                            raise IntegrityError(
+                                f"download of {self.project_id}: received {offset} bytes, "
+                                f"server announced {self.total}",
+                                project_id=self.project_id,
+                            )
+                        error = TransportError(
+                            f"body of {_safe_url(self.url)} ended at {offset} of "
+                            f"{self.total} bytes",
+                            method="GET",
+                            url=_safe_url(self.url),
+                        )
+                    elif status == 416 or (status == 429 or status >= 500):
+                        if status == 416:  # our offset is past a changed file: start over
+                            offset, self.etag = 0, None
+                        error = self._fail(f"HTTP {status} from the download host")
+                        retry_after = proto.parse_retry_after(resp.headers.get("retry-after"))
+                    else:
+                        raise self._fail(f"HTTP {status} from the download host")
+            except SendFailure as failure:
+                error = failure.error
+            except TransportError as exc:
+                error = exc
+            failures += 1
+            if failures >= self.retry.attempts:
+                raise self._fail(f"giving up after {failures} attempts: {error}") from error
+            delay = proto.backoff_delay(self.retry, failures, self.session._random())  # noqa: SLF001
+            if retry_after is not None:
+                if retry_after > self.retry.max_retry_after:
+                    raise self._fail(f"server asked to wait {retry_after:g}s") from error
+                delay = retry_after
+            log.warning(
+                "download of %s interrupted at %d bytes (%s); resuming in %.2fs",
+                self.project_id,
+                offset,
+                error,
+                delay,
+            )
+            await self.session._sleep(delay)  # noqa: SLF001
+
+    def _accept(self, status: int, headers: Mapping[str, str], offset: int) -> tuple[int, int]:
+        """
+        Read a 200/206 response's headers; return ``(bytes to skip, position of body)``.
+
+        A 206 must start where we asked; a 200 is the whole file again, either because the
+        server ignores ``Range`` (skip what we have, if the content is unchanged) or because
+        ``If-Range`` found a new ``ETag`` (start over at 0).
+        """
+        etag = headers.get("etag")
+        strong_etag = etag if etag and not etag.startswith("W/") else None
+        changed = self.etag is not None and strong_etag is not None and strong_etag != self.etag
+        if status == 206:
+            match = _CONTENT_RANGE_RE.match(headers.get("content-range", ""))
+            if match is None or int(match[1]) != offset:
+                raise self._fail(
+                    f"server answered Range {offset}- with Content-Range "
+                    f"{headers.get('content-range')!r}"
+                )
+            if match[3] != "*":
+                self.total = int(match[3])
+            self.etag = strong_etag or self.etag
+            return 0, offset
+        length = headers.get("content-length")
+        self.total = int(length) if length and length.isdigit() else None
+        self.etag = strong_etag
+        if offset == 0 or changed:
+            return 0, 0
+        return offset, offset
+
+
+def _completed_url(export: Export) -> str:
+    if export.status is ExportStatus.FAILED:
+        raise ExportFailedError(export.project_id, export.error)
+    if export.status is not ExportStatus.COMPLETED or not export.download_url:
+        raise ExportNotReadyError(export.project_id, export.status_raw)
+    return export.download_url
+
+
+def _call_progress(
+    progress: ProgressCallback | None, project_id: str, done: int, total: int | None
+) -> None:
+    if progress is None:
+        return
+    try:
+        progress(project_id, done, total)
+    except Exception:
+        log.exception("progress callback raised; ignored")
+
+
+# -- files (every blocking call runs in a worker thread) --------------------------------
+
+
+def _resolve_target_sync(dest: Path, project_id: str, as_dir: bool) -> Path:
+    if as_dir or dest.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        return dest / f"{project_id}.mp4"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+def _existing_size_sync(path: Path) -> int | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size
+
+
+def _commit_sync(part: Path, final: Path, overwrite: bool) -> None:
+    if overwrite:
+        part.replace(final)
+        return
+    try:
+        # link() fails if ``final`` exists: an atomic "rename unless it exists".
+        os.link(part, final)
+    except FileExistsError:
+        raise
+    except OSError:
+        # Filesystems without hard links: check, then rename (a tiny race remains).
+        if final.exists():
+            raise FileExistsError(str(final)) from None
+        part.replace(final)
+    else:
+        part.unlink()
+
+
+def _open_part(part: Path) -> BinaryIO:
+    return part.open("wb")
+
+
+def _write_sync(f: BinaryIO, position: int, data: bytes) -> None:
+    if f.tell() != position:
+        f.seek(position)
+        f.truncate()
+    f.write(data)
+
+
+def _discard_sync(f: BinaryIO, part: Path) -> None:
+    try:
+        f.close()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+
+
+async def _to_thread(func: Callable[..., object], *args: object) -> object:
+    return await anyio.to_thread.run_sync(func, *args)
+
+
+async def resolve_target(dest: str | os.PathLike[str], project_id: str) -> Path:
+    """The final path for ``project_id`` given a directory or file destination."""
+    text = os.fspath(dest)
+    as_dir = text.endswith(("/", os.sep))
+    path = Path(text)
+    return await anyio.to_thread.run_sync(_resolve_target_sync, path, project_id, as_dir)
+
+
+async def download_export(
+    session: BabouSession,
+    project_id: str,
+    dest: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    retry: RetryPolicy | None = None,
+    export: Export | None = None,
+) -> DownloadResult:
+    """
+    Download a completed export to disk (see the module docstring for the guarantees).
+
+    Args:
+        session: The session.
+        project_id: ``prj_...``.
+        dest: A directory (the file is ``<project_id>.mp4``) or a file path.
+        overwrite: Replace an existing file (otherwise a complete one is skipped and a
+            different one is an error).
+        progress: ``progress(project_id, bytes_done, bytes_total)``.
+        retry: Overrides the session's retry policy (attempts bound resumes and URL
+            refreshes).
+        export: An already fetched completed :class:`Export` (saves one status request).
+
+    Raises:
+        ExportNotReadyError: The export is not completed.
+        ExportFailedError: The export failed.
+        DownloadError: The video could not be saved.
+    """
+    proto.check_project_id(project_id)
+    if not isinstance(overwrite, bool):
+        raise ValidationError("overwrite must be a bool", field="overwrite")
+    policy = retry or session.retry
+    if export is None:
+        export = await session.get_export(project_id, retry=policy)
+    url = _completed_url(export)
+    try:
+        final = await resolve_target(dest, project_id)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot use destination {os.fspath(dest)!r}: {exc.strerror or exc}",
+            project_id=project_id,
+            path=os.fspath(dest),
+        ) from exc
+    existing = None if overwrite else await anyio.to_thread.run_sync(_existing_size_sync, final)
+
+    def before_body(total: int | None) -> bool:
+        if existing is None:
+            return True
+        if total is not None and total == existing:
+            return False  # already complete: skip
+        raise DownloadError(
+            f"{final} exists ({existing} bytes, server has {total}); pass overwrite=True "
+            "to replace it",
+            project_id=project_id,
+            path=str(final),
+        )
+
+    fetcher = _Fetcher(session, project_id, url, policy, before_body)
+    part = final.with_name(final.name + ".part")
+    try:
+        f: BinaryIO = await anyio.to_thread.run_sync(_open_part, part)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write {part}: {exc.strerror or exc}", project_id=project_id, path=str(final)
+        ) from exc
+    committed = False
+    written = 0
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    try:
+        buf: list[bytes] = []
+        buf_start = 0
+        buffered = 0
+        async for position, chunk in fetcher:
+            if position != buf_start + buffered:  # content changed: start over at position
+                buf, buffered, buf_start = [], 0, position
+            buf.append(chunk)
+            buffered += len(chunk)
+            if buffered >= WRITE_BUFFER:
+                if pending is not None:
+                    await pending
+                data = b"".join(buf)
+                # One write in flight while the next buffer fills: disk and network overlap.
+                pending = loop.run_in_executor(None, _write_sync, f, buf_start, data)
+                buf_start += buffered
+                written = buf_start
+                buf, buffered = [], 0
+                _call_progress(progress, project_id, written, fetcher.total)
+        if pending is not None:
+            await pending
+            pending = None
+        if fetcher.stopped:  # the finally clause removes the unused .part file
+            _call_progress(progress, project_id, existing or 0, fetcher.total)
+            return DownloadResult(
+                project_id=project_id, path=final, bytes=existing or 0, ok=True, skipped=True
+            )
+        if buf:
+            await loop.run_in_executor(None, _write_sync, f, buf_start, b"".join(buf))
+        written = buf_start + buffered
+        await anyio.to_thread.run_sync(f.flush)
+        await anyio.to_thread.run_sync(f.close)
+        try:
+            await anyio.to_thread.run_sync(_commit_sync, part, final, overwrite)
+        except FileExistsError:
+            raise DownloadError(
+                f"{final} appeared while downloading; not replaced (overwrite=False)",
+                project_id=project_id,
+                path=str(final),
+            ) from None
+        committed = True
+        _call_progress(progress, project_id, written, fetcher.total or written)
+        return DownloadResult(project_id=project_id, path=final, bytes=written, ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write {part}: {exc.strerror or exc}", project_id=project_id, path=str(final)
+        ) from exc
+    except DownloadError as exc:
+        if exc.path is None:
+            exc.path = str(final)
+        raise
+    finally:
+        if not committed:
+            with anyio.CancelScope(shield=True):
+                if pending is not None:
+                    with contextlib.suppress(Exception):
+                        await pending
+                with contextlib.suppress(OSError):
+                    await anyio.to_thread.run_sync(_discard_sync, f, part)
+
+
+async def iter_export_bytes(
+    session: BabouSession, project_id: str, *, retry: RetryPolicy | None = None
+) -> AsyncIterator[bytes]:
+    """
+    Yield a completed export's bytes in order, resuming after drops; nothing touches disk.
+
+    Raises:
+        ExportNotReadyError: The export is not completed.
+        ExportFailedError: The export failed.
+        DownloadError: The content changed mid-stream or could not be fetched.
+    """
+    proto.check_project_id(project_id)
+    policy = retry or session.retry
+    export = await session.get_export(project_id, retry=policy)
+    fetcher = _Fetcher(session, project_id, _completed_url(export), policy)
+    delivered = 0
+    async for position, chunk in fetcher:
+        if position != delivered:
+            raise DownloadError(
+                f"the export of {project_id} changed while streaming it",
+                project_id=project_id,
+            )
+        delivered += len(chunk)
+        yield chunk
+
+
+async def download_exports(
+    session: BabouSession,
+    project_ids: Sequence[str],
+    dest_dir: str | os.PathLike[str],
+    *,
+    concurrency: int = 4,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    retry: RetryPolicy | None = None,
+) -> list[DownloadResult]:
+    """
+    Download many exports, at most ``concurrency`` at a time; results in input order.
+
+    Errors are collected per item (``ok=False``, ``error`` set), never raised, except bad
+    arguments. A duplicate ID is downloaded once and reported at each of its positions.
+    Memory and tasks are bounded by ``concurrency``, not by the number of IDs.
+    """
+    proto.check_positive_int(concurrency, "concurrency")
+    ids = list(project_ids)
+    for pid in ids:
+        proto.check_project_id(pid)
+    directory = os.fspath(dest_dir)
+    if not directory.endswith(("/", os.sep)):
+        directory += os.sep
+    unique = list(dict.fromkeys(ids))
+    results: dict[str, DownloadResult] = {}
+    queue = iter(unique)
+
+    async def one(pid: str) -> DownloadResult:
+        try:
+            return await download_export(
+                session, pid, directory, overwrite=overwrite, progress=progress, retry=retry
+            )
+        except BabouError as exc:
+            path = getattr(exc, "path", None)
+            return DownloadResult(
+                project_id=pid, path=Path(path) if path else None, ok=False, error=exc
+            )
+
+    async def worker() -> None:
+        for pid in queue:  # the shared iterator hands each ID to exactly one worker
+            results[pid] = await one(pid)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(concurrency, len(unique))):
+            tg.start_soon(worker)
+    return [results[pid] for pid in ids]

@@ -1,0 +1,121 @@
+"""
+The package's one cattrs converter, and the helpers that turn server JSON into models.
+
+Policy (server data is parsed defensively, see STYLE.md rule 6):
+
+* unknown fields are ignored, so the server may add fields freely;
+* unknown status strings map to ``UNKNOWN`` and the raw value is kept;
+* strings must be strings and numbers numbers: ``{"id": 123}`` is a :class:`DecodeError`,
+  not a silent ``"123"``;
+* timestamps are ISO 8601 and become timezone-aware :class:`datetime.datetime`
+  (a naive timestamp is taken as UTC);
+* any failure becomes a :class:`~babou_async.DecodeError` naming the path of the bad field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from ._models import AssetState, ChapterStatus, ExportStatus, PromptStatus
+
+__all__ = ["converter", "make_converter", "structure"]
+
+T = TypeVar("T")
+
+
+def _structure_str(value: object, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    msg = f"expected a string, got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def _structure_int(value: object, _: type) -> int:
+    if isinstance(value, bool):
+        msg = "expected an integer, got a boolean"
+        raise TypeError(msg)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    msg = f"expected an integer, got {value!r}"
+    raise TypeError(msg)
+
+
+def _structure_float(value: object, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"expected a number, got {value!r}"
+        raise TypeError(msg)
+    return float(value)
+
+
+def _structure_bool(value: object, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    msg = f"expected a boolean, got {value!r}"
+    raise TypeError(msg)
+
+
+def parse_timestamp(value: object) -> dt.datetime:
+    """Parse an ISO 8601 timestamp (``Z`` suffix allowed) into an aware datetime."""
+    if not isinstance(value, str):
+        msg = f"expected an ISO 8601 string, got {type(value).__name__}"
+        raise TypeError(msg)
+    text = value.strip()
+    # Python 3.10's fromisoformat does not accept "Z"; the docs' examples use it.
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+def _structure_dict(value: object, _: type) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    msg = f"expected an object, got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the converter babou_async uses for every response (one per process)."""
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(dt.datetime, lambda v, _: parse_timestamp(v))
+    conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_dict)
+    for enum_cls in (ExportStatus, ChapterStatus, PromptStatus, AssetState):
+        conv.register_structure_hook(enum_cls, lambda v, t: t.parse(_structure_str(v, t)))
+    return conv
+
+
+converter = make_converter()
+
+
+def describe_error(exc: Exception) -> str:
+    """Summarise a cattrs structuring failure with field paths."""
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        return "; ".join(cattrs.transform_error(exc))
+    return str(exc) or type(exc).__name__
+
+
+def structure(data: object, cls: type[T]) -> T:
+    """
+    Structure ``data`` into ``cls`` with the package converter.
+
+    Raises:
+        ValueError: With a readable description of every bad field. The caller, which
+            knows the HTTP context, turns it into a :class:`~babou_async.DecodeError`.
+    """
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:
+        raise ValueError(describe_error(exc)) from exc

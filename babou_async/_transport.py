@@ -1,0 +1,252 @@
+"""
+The only module that talks to aiohttp.
+
+It sends requests and hands back plain data (:class:`~babou_async._protocol.RawResponse`)
+or, for downloads, a chunk stream; every aiohttp or OS error is translated here into a
+:class:`~babou_async.TransportError` (chained with ``raise ... from``), tagged with whether
+the request provably never left (which decides if a create may be retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import attrs
+
+from ._config import Timeouts
+from ._exceptions import BabouError, ConfigurationError, RequestTimeoutError, TransportError
+from ._protocol import FailureKind, RawResponse
+
+__all__ = ["SendFailure", "StreamResponse", "Transport"]
+
+# API responses are small JSON documents; refuse to buffer a runaway one.
+MAX_API_BODY = 16 * 1024 * 1024
+
+
+class SendFailure(Exception):  # noqa: N818 - internal signal, never escapes the package
+    """A request failed without a response; carries the public error and its retry class."""
+
+    def __init__(self, error: BabouError, kind: FailureKind) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.kind = kind
+
+
+def _strip_query(url: str) -> str:
+    """Drop the query string: signed download URLs carry their signature there."""
+    return url.split("?", 1)[0]
+
+
+def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
+    """Map an aiohttp/OS exception to a :class:`SendFailure`."""
+    safe_url = _strip_query(url)
+    where = f"{method} {safe_url}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        err: BabouError = RequestTimeoutError(
+            f"timed out connecting for {where}", method=method, url=safe_url
+        )
+        return SendFailure(err, FailureKind.NOT_SENT)
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        err = RequestTimeoutError(f"timed out waiting for {where}", method=method, url=safe_url)
+        return SendFailure(err, FailureKind.AMBIGUOUS)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = TransportError(
+            f"cannot connect for {where}: {exc.os_error}", method=method, url=safe_url
+        )
+        return SendFailure(err, FailureKind.NOT_SENT)
+    detail = str(exc) or type(exc).__name__
+    err = TransportError(
+        f"connection failed during {where}: {_strip_query(detail)}", method=method, url=safe_url
+    )
+    return SendFailure(err, FailureKind.AMBIGUOUS)
+
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+@attrs.define
+class StreamResponse:
+    """
+    An open streaming response (downloads).
+
+    Attributes:
+        status: HTTP status.
+        headers: Lower-cased header names.
+        response: The aiohttp response (private to the transport's users in this package).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    _response: aiohttp.ClientResponse
+    _method: str
+    _url: str
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        """Yield the body in chunks of up to ``size`` bytes as they arrive."""
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except _TRANSPORT_ERRORS as exc:
+            failure = translate_error(exc, self._method, self._url)
+            raise failure.error from exc
+
+    async def read(self, limit: int) -> bytes:
+        """Read the whole (small) body, at most ``limit`` bytes."""
+        try:
+            return await self._response.content.read(limit)
+        except _TRANSPORT_ERRORS as exc:
+            failure = translate_error(exc, self._method, self._url)
+            raise failure.error from exc
+
+
+def _client_timeout(timeouts: Timeouts, *, total: bool) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=timeouts.total if total else None,
+        connect=timeouts.connect,
+        sock_read=timeouts.read,
+    )
+
+
+class Transport:
+    """
+    Sends requests through one ``aiohttp.ClientSession``, owned or injected.
+
+    An injected session is used as is and never closed; an owned one is created lazily on
+    first use (inside the running loop) with a bounded connection pool, and closed by
+    :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        *,
+        http_session: aiohttp.ClientSession | None,
+        max_connections: int,
+        timeouts: Timeouts,
+        user_agent: str,
+    ) -> None:
+        self._session = http_session
+        self._owned = http_session is None
+        self._max_connections = max_connections
+        self._timeouts = timeouts
+        self._api_timeout = _client_timeout(timeouts, total=True)
+        self._stream_timeout = _client_timeout(timeouts, total=False)
+        self.user_agent = user_agent
+        self._closed = False
+
+    @property
+    def owns_session(self) -> bool:
+        """Whether the aiohttp session is ours to close."""
+        return self._owned
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConfigurationError("this BabouSession is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._api_timeout,
+                headers={"User-Agent": self.user_agent},
+                # Cookies are never part of Babou's API; do not let a server plant one.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+            )
+        elif self._session.closed:
+            raise ConfigurationError("the aiohttp.ClientSession given to BabouSession is closed")
+        return self._session
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
+    ) -> RawResponse:
+        """
+        Send one request and read its whole (small) body.
+
+        Redirects are not followed: the ``Authorization`` header must only ever reach the
+        API's origin, and Babou documents none.
+
+        Raises:
+            SendFailure: When no response arrived.
+        """
+        session = self._http()
+        try:
+            async with session.request(
+                method,
+                url,
+                params=params or None,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._api_timeout,
+                raise_for_status=False,
+            ) as resp:
+                length = resp.content_length
+                if length is not None and length > MAX_API_BODY:
+                    body = await resp.content.read(200)
+                else:
+                    body = await resp.content.read(MAX_API_BODY)
+                return RawResponse(
+                    status=resp.status,
+                    headers={k.lower(): v for k, v in resp.headers.items()},
+                    body=body,
+                )
+        except _TRANSPORT_ERRORS as exc:
+            raise translate_error(exc, method, url) from exc
+
+    @asynccontextmanager
+    async def stream(
+        self, url: str, *, headers: Mapping[str, str]
+    ) -> AsyncIterator[StreamResponse]:
+        """
+        Open a streaming GET (no ``Authorization``: callers pass only what they mean to).
+
+        Redirects are followed (storage often redirects to a CDN); aiohttp drops the headers
+        we gave it on a cross-origin redirect, and we never give it credentials anyway.
+        Bodies are not decompressed, so byte counts and ``Range`` offsets stay exact.
+
+        Raises:
+            SendFailure: When no response arrived.
+        """
+        session = self._http()
+        kwargs: dict[str, Any] = {
+            "headers": headers,
+            "timeout": self._stream_timeout,
+            "raise_for_status": False,
+            "auto_decompress": False,
+        }
+        try:
+            resp = await session.get(url, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise translate_error(exc, "GET", url) from exc
+        try:
+            yield StreamResponse(
+                status=resp.status,
+                headers={k.lower(): v for k, v in resp.headers.items()},
+                response=resp,
+                method="GET",
+                url=url,
+            )
+        finally:
+            # Release returns a fully read connection to the pool; a partly read one is
+            # closed, which is what we want after an abandoned download.
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()
+
+    async def aclose(self) -> None:
+        """Close the owned aiohttp session (an injected one is left open)."""
+        self._closed = True
+        if self._owned and self._session is not None:
+            await self._session.close()
