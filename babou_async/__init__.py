@@ -16,7 +16,6 @@ Everything public is importable from here; the ``_modules`` are private.
 
 from __future__ import annotations
 
-from contextlib import suppress as _suppress
 
 from ._batch import EventCallback, ExportEvent
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts
@@ -106,11 +105,3 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
 ]
-
-# Public objects report the package as their home, so reprs and docs say babou_async.X.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("babou_async._"):
-        with _suppress(AttributeError, TypeError):  # aliases such as ProgressCallback
-            _obj.__module__ = "babou_async"
-del _name, _obj, _suppress

@@ -195,7 +195,7 @@ class Chapter:
         project_id: The owning project.
         name: 1-30 characters.
         duration: Seconds, when set.
-        status: Parsed status.
+        status: Parsed status; ``None`` when the response had none (a create).
         status_raw: The server's status string.
         prompt_count: Number of prompts submitted.
         prompts: The prompts (``get_chapter`` only).
@@ -206,7 +206,7 @@ class Chapter:
     project_id: str | None = None
     name: str = ""
     duration: float | None = None
-    status: ChapterStatus = ChapterStatus.UNKNOWN
+    status: ChapterStatus | None = None
     status_raw: str | None = None
     prompt_count: int | None = None
     prompts: tuple[Prompt, ...] = ()

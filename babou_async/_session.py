@@ -508,7 +508,11 @@ class BabouSession:
         async def fetch() -> tuple[Chapter, str, bool]:
             chapter = await self.get_chapter(project_id, chapter_id)
             # A chapter with no prompt has nothing to wait for.
-            done = chapter.status.is_terminal and all(p.is_done for p in chapter.prompts)
+            done = (
+                chapter.status is not None
+                and chapter.status.is_terminal
+                and all(p.is_done for p in chapter.prompts)
+            )
             return chapter, chapter.status_raw or str(chapter.status), done
 
         return await self._wait(fetch, chapter_id, "chapter", timeout, poll, estimate)
