@@ -274,6 +274,10 @@ class WaitTimeoutError(BabouError, TimeoutError):
         self.last_status = last_status
         self.timeout = timeout
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only arguments are required, so the default ``cls(*args)`` fails.
+        return (_rebuild, (type(self), self.args[0], self.__dict__.copy()))
+
 
 class ExportError(BabouError):
     """
