@@ -899,7 +899,14 @@ def next_poll_delay(
         until_due = estimate[0] - elapsed
         # Land on the due moment, never later: jitter only shortens this delay.
         delay = min(until_due, policy.max_delay)
-        return max(min(policy.initial_delay, until_due), delay * min(factor, 1.0))
+        # initial_delay may exceed max_delay (PollPolicy(max_delay=1) keeps the default 2 s):
+        # max_delay caps every delay.
+        floor = min(policy.initial_delay, policy.max_delay, until_due)
+        return max(floor, delay * min(factor, 1.0))
     exponent = min(polls_since_due, 200)
-    delay = min(policy.max_delay, policy.initial_delay * policy.multiplier**exponent)
+    try:
+        grown = policy.initial_delay * policy.multiplier**exponent
+    except OverflowError:  # a large multiplier: 50.0**200 does not fit in a float
+        grown = math.inf
+    delay = min(policy.max_delay, grown)
     return delay * factor
