@@ -93,7 +93,11 @@ class AdaptiveRate:
         if not self.config.adaptive:
             return
         if throttled:
-            current = self.rate if self.enabled else self._sending_rate(now)
+            # Cut from what we actually send, not from the bucket's rate: after a long
+            # recovery the cubic curve lies far above the real sending rate (and a ceiling
+            # may be far above it from the start), and cutting that would change nothing.
+            sending = self._sending_rate(now)
+            current = min(self.rate, sending) if self.enabled else sending
             self.last_max_rate = max(current, self.config.min_rate)
             new_rate = self.last_max_rate * self.config.backoff_factor
             self.throttled_at = now
