@@ -131,7 +131,8 @@ async def export_many(
     await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
 
     slots: list[ExportResult | None] = []
-    positions: dict[str, list[int]] = {}
+    positions: dict[str, list[int]] = {}  # where each in-flight ID appears in the input
+    finished: dict[str, ExportResult] = {}
     source = _iterate(project_ids)
     lock = anyio.Lock()
 
@@ -144,7 +145,8 @@ async def export_many(
             log.exception("progress callback raised; ignored")
 
     def finish(job: _Job, result: ExportResult) -> None:
-        for index in positions[job.project_id]:
+        finished[job.project_id] = result
+        for index in positions.pop(job.project_id):
             slots[index] = result
         emit(ExportEvent(project_id=job.project_id, kind="done", result=result))
 
@@ -153,7 +155,9 @@ async def export_many(
         async with lock:
             async for pid in source:
                 index = len(slots)
-                slots.append(None)
+                slots.append(finished.get(pid))
+                if pid in finished:
+                    continue
                 if pid in positions:
                     positions[pid].append(index)
                     continue

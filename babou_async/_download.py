@@ -107,7 +107,8 @@ class _Fetcher:
         refreshes = 0
         first = True
         while True:
-            headers: dict[str, str] = {}
+            # Byte offsets must be the file's own: ask for no content coding.
+            headers: dict[str, str] = {"Accept-Encoding": "identity"}
             if offset > 0:
                 headers["Range"] = f"bytes={offset}-"
                 if self.etag is not None:

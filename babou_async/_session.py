@@ -77,28 +77,43 @@ class AsyncPager(Generic[T]):
             ...
         everything = await babou.list_assets()
 
-    Pages are fetched lazily, ``page_size`` items at a time, following the server's
-    ``limit``/``offset`` pagination until ``total`` is reached or a short page arrives.
+    Pages are fetched lazily, ``page_size`` items at a time, following ``limit``/``offset``
+    until ``total`` is reached or a short page arrives. A server that answers with a bare
+    list, or ignores ``offset``, is handled too: items already seen are dropped, and a page
+    with nothing new ends the listing.
+
+    Attributes:
+        pages_fetched: Requests made so far.
     """
 
-    def __init__(self, fetch: Callable[[int], Awaitable[tuple[list[T], Page, bool]]]) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[int], Awaitable[tuple[list[T], Page]]],
+        page_size: int,
+        key: Callable[[T], str],
+    ) -> None:
         self._fetch = fetch
+        self._page_size = page_size
+        self._key = key
         self.pages_fetched = 0
 
     async def __aiter__(self) -> AsyncIterator[T]:
         offset = 0
+        seen: set[str] = set()
         while True:
-            items, page, paginated = await self._fetch(offset)
+            items, page = await self._fetch(offset)
             self.pages_fetched += 1
-            for item in items:
+            fresh = [item for item in items if self._key(item) not in seen]
+            for item in fresh:
+                seen.add(self._key(item))
                 yield item
-            if not paginated or not items:
+            if not fresh:
                 return
             offset += len(items)
             if page.total is not None:
                 if offset >= page.total:
                     return
-            elif page.limit is not None and len(items) < page.limit:
+            elif len(items) < (page.limit or self._page_size):
                 return
 
     async def collect(self) -> list[T]:
@@ -107,6 +122,10 @@ class AsyncPager(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, list[T]]:
         return self.collect().__await__()
+
+
+def _item_id(item: Project | Asset) -> str:
+    return item.id
 
 
 def _default_user_agent() -> str:
@@ -396,14 +415,13 @@ class BabouSession:
         """
         proto.check_limit(page_size)
 
-        async def fetch(offset: int) -> tuple[list[Project], Page, bool]:
+        async def fetch(offset: int) -> tuple[list[Project], Page]:
             raw, payload = await self._call(
                 proto.build_list_projects(page_size, offset), retry=retry
             )
-            items, page = proto.parse_projects_page(raw, payload)
-            return items, page, not isinstance(payload, list)
+            return proto.parse_projects_page(raw, payload)
 
-        return AsyncPager(fetch)
+        return AsyncPager(fetch, page_size, _item_id)
 
     async def get_project(self, project_id: str, *, retry: RetryPolicy | None = None) -> Project:
         """Fetch a project (``GET /projects/{projectId}``)."""
@@ -559,7 +577,9 @@ class BabouSession:
                 raise ValidationError(f"{path} is not a regular file", field="source")
             proto.check_upload_size(stat.st_size)
             length: int | None = stat.st_size
-            data: bytes | Callable[[], AsyncIterable[bytes]] = partial(_file_chunks, path)
+            data: bytes | Callable[[], AsyncIterable[bytes]] = partial(
+                _file_chunks, path, stat.st_size
+            )
         elif isinstance(source, (bytes, bytearray, memoryview)):
             ctype = proto.normalise_content_type(content_type)
             data = bytes(source)
@@ -617,13 +637,12 @@ class BabouSession:
         proto.check_limit(page_size)
         proto.build_list_assets(page_size, 0, content_type, state)  # validate now, not later
 
-        async def fetch(offset: int) -> tuple[list[Asset], Page, bool]:
+        async def fetch(offset: int) -> tuple[list[Asset], Page]:
             spec = proto.build_list_assets(page_size, offset, content_type, state)
             raw, payload = await self._call(spec, retry=retry)
-            items, page = proto.parse_assets_page(raw, payload)
-            return items, page, not isinstance(payload, list)
+            return proto.parse_assets_page(raw, payload)
 
-        return AsyncPager(fetch)
+        return AsyncPager(fetch, page_size, _item_id)
 
     async def get_asset(self, asset_id: str, *, retry: RetryPolicy | None = None) -> Asset:
         """Fetch an asset (``GET /assets/{assetId}``)."""
@@ -973,11 +992,26 @@ class BabouSession:
         )
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """Read a file in chunks in a worker thread (never blocking the loop)."""
-    async with await anyio.open_file(path, "rb") as f:
-        while chunk := await f.read(_UPLOAD_CHUNK):
+async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
+    """
+    Read ``size`` bytes of a file in chunks, in a worker thread (never blocking the loop).
+
+    The file is closed before the last chunk is handed over: aiohttp stops iterating once
+    ``Content-Length`` bytes are sent, without finishing the generator.
+    """
+    f = await anyio.open_file(path, "rb")
+    try:
+        remaining = size
+        while remaining > 0:
+            chunk = await f.read(min(_UPLOAD_CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            if remaining <= 0:
+                await f.aclose()
             yield chunk
+    finally:
+        await f.aclose()
 
 
 async def _capped(source: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
