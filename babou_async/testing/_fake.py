@@ -151,11 +151,11 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfi
             return "unsatisfiable"
         return max(0, size - suffix), size
     start = int(first)
-    stop = int(last) if last else size - 1
-    if stop < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         return "unsatisfiable"
+    stop = int(last) if last else size - 1
     return start, min(stop, size - 1) + 1
 
 
@@ -168,6 +168,13 @@ def _s3_error(
         f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
     )
     return web.Response(status=status, text=body, content_type="application/xml", headers=headers)
+
+
+def _close_connection(request: web.Request) -> None:
+    """Close a request's connection after flushing what was written."""
+    transport = request.transport
+    if transport is not None:  # pragma: no branch - None only once the peer has gone
+        transport.close()
 
 
 def _error_response(error: ApiError) -> web.Response:
@@ -504,7 +511,10 @@ class FakeBabou:
             headers: Extra response headers (``Retry-After``, ``Content-Type``...).
             times: How many requests to answer; ``None`` for all until cancelled.
             origin: ``"api"`` or ``"asset"``.
-            drop: Close the connection with no response instead.
+            drop: Close the connection with no response instead. Note that
+                aiohttp clients silently resend an idempotent request (GET, HEAD...)
+                once when a reused keep-alive connection closes, so use ``times=2``
+                to make such a client see the disconnect.
             delay: Seconds to wait before answering.
 
         Returns:
@@ -659,8 +669,8 @@ class FakeBabou:
         """Find the export whose video is asked about."""
         exports = self._project(project_id).exports
         if generation is not None:
-            if not 1 <= generation <= len(exports):
-                raise LookupError(f"project {project_id!r} has no export {generation}")
+            if not 1 <= generation <= len(exports) or exports[generation - 1].failed_chapter:
+                raise LookupError(f"project {project_id!r} has no video for export {generation}")
             return exports[generation - 1]
         for export in reversed(exports):
             if export.failed_chapter is None:
@@ -850,9 +860,7 @@ class FakeBabou:
     def _drop(self, request: web.Request, context: _RequestContext) -> web.StreamResponse:
         """Close the connection; the response returned is never sent."""
         context.dropped = True
-        transport = request.transport
-        if transport is not None:
-            transport.close()
+        _close_connection(request)
         return web.Response(status=500)
 
     async def _injected(
@@ -1387,13 +1395,11 @@ class FakeBabou:
         throttle = faults.slow_bytes_per_second
         chunk_size = _CHUNK if throttle is None else max(1, min(_CHUNK, int(throttle / 20)))
         for chunk in content.iter_range(start, end if cut is None else cut, chunk_size):
-            await response.write(chunk)
             if throttle is not None:
                 await asyncio.sleep(len(chunk) / throttle)
+            await response.write(chunk)
         if cut is not None:
             context = _CONTEXT.get()
             context.dropped = context.partial = True
-            transport = request.transport
-            if transport is not None:
-                transport.close()
+            _close_connection(request)
         return response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
@@ -60,6 +61,11 @@ def _throttle(
     del instance
     if value is not None and value <= 0:
         raise ValueError(f"{attribute.name} must be positive or None, got {value!r}")
+
+
+def _to_set(value: Iterable[str]) -> set[str]:
+    """Accept any iterable of project ids."""
+    return set(value)
 
 
 @attrs.define(kw_only=True)
@@ -129,7 +135,7 @@ class Faults:
     latency: float = attrs.field(default=0.0, validator=_non_negative)
     drop_api_rate: float = attrs.field(default=0.0, validator=_rate)
     export_fail_rate: float = attrs.field(default=0.0, validator=_rate)
-    fail_exports: set[str] = attrs.field(factory=set, converter=set)
+    fail_exports: set[str] = attrs.field(factory=set, converter=_to_set)
     prompt_fail_rate: float = attrs.field(default=0.0, validator=_rate)
     asset_fail_rate: float = attrs.field(default=0.0, validator=_rate)
     upload_fail_rate: float = attrs.field(default=0.0, validator=_rate)
@@ -182,7 +188,9 @@ class Injection:
     json: Any = None
     body: bytes | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
-    remaining: int | None = attrs.field(default=1, validator=_positive_times)
+    remaining: int | None = attrs.field(
+        default=1, validator=_positive_times, on_setattr=attrs.setters.NO_OP
+    )
     drop: bool = False
     delay: float = attrs.field(default=0.0, validator=_non_negative)
     hits: int = 0
