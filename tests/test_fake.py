@@ -591,12 +591,12 @@ async def test_prompt_failure_and_status_field(
 
 async def test_prompt_completes_with_the_real_clock(session: aiohttp.ClientSession) -> None:
     """With the default monotonic clock a prompt completes after prompt_seconds."""
-    async with FakeBabou(prompt_seconds=0.05) as fake:
+    async with FakeBabou(prompt_seconds=0.3) as fake:
         api = Api(session, fake)
         project_id = fake.seed_project(chapters=1, ready=False)
         chapters = await api("GET", f"/projects/{project_id}/chapters")
         assert chapters.data["chapters"][0]["status"] == "processing"
-        await anyio.sleep(0.08)
+        await anyio.sleep(0.35)
         chapters = await api("GET", f"/projects/{project_id}/chapters")
         assert chapters.data["chapters"][0]["status"] == "ready"
 
@@ -665,17 +665,17 @@ async def test_export_lifecycle(api: Api, sim: FakeBabou, clock: Clock) -> None:
 async def test_export_with_real_sleeps(session: aiohttp.ClientSession) -> None:
     """With tiny durations and the real clock an export completes after anyio.sleep."""
     options: dict[str, Any] = {
-        "export_queued_seconds": 0.02,
-        "export_processing_seconds": 0.05,
+        "export_queued_seconds": 0.1,
+        "export_processing_seconds": 0.2,
         "video_size": 10,
     }
     async with FakeBabou(**options) as fake:
         api = Api(session, fake)
         project_id = fake.seed_project()
         assert (await api("POST", f"/projects/{project_id}/export")).data["status"] == "queued"
-        await anyio.sleep(0.03)
+        await anyio.sleep(0.15)
         assert (await api("GET", f"/projects/{project_id}/export")).data["status"] == "processing"
-        await anyio.sleep(0.06)
+        await anyio.sleep(0.2)
         done = await api("GET", f"/projects/{project_id}/export")
         assert done.data["status"] == "completed"
         video = await fetch(session, "GET", done.data["download_url"])
@@ -1284,10 +1284,12 @@ async def test_record_limit_and_unread_bodies(session: aiohttp.ClientSession, cl
 
 async def test_record_completes_after_clear(api: Api, sim: FakeBabou) -> None:
     """Clearing records while a request is in flight does not break its completion."""
-    sim.faults.latency = 0.05
+    sim.faults.latency = 0.2
     async with anyio.create_task_group() as group:
         group.start_soon(api, "GET", "/projects")
-        await anyio.sleep(0.02)
+        with anyio.fail_after(5):
+            while not sim.requests:
+                await anyio.sleep(0.005)
         assert sim.requests[-1].status is None
         sim.clear_requests()
     assert sim.requests == []
@@ -1494,10 +1496,12 @@ def test_store_ids_never_repeat() -> None:
 
 async def test_concurrent_requests_complete_their_own_records(api: Api, sim: FakeBabou) -> None:
     """Records of overlapping requests are completed in place, in arrival order."""
-    sim.faults.latency = 0.05
+    sim.faults.latency = 0.2
     async with anyio.create_task_group() as group:
         group.start_soon(api, "GET", "/projects")
-        await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            while not sim.requests:
+                await anyio.sleep(0.005)
         group.start_soon(api, "GET", "/assets")
     assert [(r.path, r.status) for r in sim.requests] == [
         ("/api/v1/projects", 200),
