@@ -1,12 +1,12 @@
 """
 Test kit: a local, scriptable simulator of Babou's API and its download origin.
 
-:class:`FakeBabou` serves every documented endpoint under ``/api/v1`` on a
+:class:`~babou_async.testing.FakeBabou` serves every documented endpoint under ``/api/v1`` on a
 loopback port, plus a separate origin serving finished exports through signed,
 expiring URLs (with ``Range`` support), so an application using Babou can be
 tested end to end without the network.
-Jobs complete after configurable, short durations; :class:`Faults` and
-:meth:`FakeBabou.inject` add rate limits, server errors, dropped connections,
+Jobs complete after configurable, short durations; :class:`~babou_async.testing.Faults` and
+:meth:`~babou_async.testing.FakeBabou.inject` add rate limits, server errors, dropped connections,
 failed exports and cut downloads, deterministically for a given seed.
 
 Example::

@@ -4,8 +4,9 @@ The standalone simulator: ``python -m babou_async.testing``.
 It prints ``BABOU_BASE_URL=...``, ``BABOU_API_KEY=...`` and
 ``BABOU_ASSET_BASE_URL=...`` lines on standard output once both origins listen,
 then serves until SIGINT or SIGTERM and exits 0.
-:func:`main` is reusable by another command line (``babou simulate``), and
-:func:`serve_forever` by code that builds its own :class:`FakeBabou`.
+:func:`~babou_async.testing.main` is reusable by another command line (``babou simulate``), and
+:func:`~babou_async.testing.serve_forever` by code that builds its own
+:class:`~babou_async.testing.FakeBabou`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def build_parser(prog: str = "python -m babou_async.testing") -> argparse.Argume
         prog: The program name shown in help and errors.
 
     Returns:
-        The parser; pass its result to :func:`fake_from_args`.
+        The parser; pass its result to ``fake_from_args``.
     """
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -102,10 +103,10 @@ def fake_from_args(args: argparse.Namespace) -> FakeBabou:
     Build a simulator from parsed arguments.
 
     Args:
-        args: The result of :func:`build_parser`'s ``parse_args``.
+        args: The result of ``build_parser().parse_args()``.
 
     Returns:
-        A :class:`FakeBabou`, not started yet.
+        A :class:`~babou_async.testing.FakeBabou`, not started yet.
 
     Raises:
         ValueError: For an invalid value (a fault rate outside [0, 1]...).

@@ -1,8 +1,10 @@
 """
-:class:`FakeBabou`: an in-process simulator of Babou's REST API and download origin.
+The Babou simulator: an in-process fake of the REST API and its download origin.
 
-It runs two :mod:`aiohttp.web` applications on loopback ports: the API under
-``/api/v1`` (every endpoint of section 6 of /work/shared/babou-api.md) and a
+:class:`~babou_async.testing.FakeBabou` is the whole public surface of this module.
+
+It runs two ``aiohttp.web`` applications on loopback ports: the API under
+``/api/v1`` (every endpoint of https://docs.babou.ai/api-reference/overview) and a
 separate "asset origin" that serves finished exports through signed, expiring
 URLs the way a CDN or S3 bucket would.
 State changes (prompts completing, exports finishing, assets becoming ready) are
@@ -213,7 +215,7 @@ class FakeBabou:
         list_projects_shape: ``"envelope"`` answers ``GET /projects`` with
             ``{"projects": [...], "pagination": {...}}`` (a guess, since the page
             is missing); ``"bare"`` with a plain list.
-        faults: The initial :class:`Faults`; default: no faults.
+        faults: The initial :class:`~babou_async.testing.Faults`; default: no faults.
         rate_limit: ``(requests_per_second, burst)`` for a real per-key token
             bucket, or ``None`` for no limit. Exceeding it gives 429 with
             ``Retry-After`` (in the form ``faults.retry_after_form`` says).
@@ -227,7 +229,7 @@ class FakeBabou:
             the docs' samples reads although the field table has none.
         record_limit: Keep only about the last ``record_limit`` requests in
             :attr:`requests` (``None`` keeps all), for long-running simulators.
-        clock: Monotonic clock in seconds; default :func:`time.monotonic`.
+        clock: Monotonic clock in seconds; default ``time.monotonic``.
             All lazy state transitions and URL expiry follow it.
         epoch: Unix time matching the clock's value at construction, used for
             ``created_at`` and HTTP dates; default: the current time.
@@ -461,7 +463,7 @@ class FakeBabou:
         Args:
             origin: Keep only this origin's requests.
             method: Keep only this method (any case).
-            path: Keep only full paths matching this :mod:`fnmatch` glob, such as
+            path: Keep only full paths matching this ``fnmatch`` glob, such as
                 ``"/api/v1/projects/*/export"``.
 
         Returns:
@@ -502,7 +504,7 @@ class FakeBabou:
             path: A path relative to ``/api/v1`` on the API origin (a leading
                 ``/api/v1`` is stripped) or the full path on the asset origin; a
                 plain string matches exactly, one with ``*``, ``?`` or ``[`` is a
-                glob, and a compiled :class:`re.Pattern` must match the whole path.
+                glob, and a compiled ``re.Pattern`` must match the whole path.
             status: The status to answer with.
             json: A JSON body.
             body: A raw body (not with ``json``).
@@ -518,7 +520,8 @@ class FakeBabou:
             delay: Seconds to wait before answering.
 
         Returns:
-            The :class:`Injection`, to inspect ``hits`` or :meth:`~Injection.cancel`.
+            The :class:`~babou_async.testing.Injection`, to inspect ``hits`` or
+            :meth:`~babou_async.testing.Injection.cancel`.
         """
         if json is not None and body is not None:
             raise ValueError("give json or body, not both")

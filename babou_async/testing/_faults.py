@@ -1,9 +1,10 @@
 """
 Fault knobs and scripted one-shot responses for the Babou simulator.
 
-Nothing here does I/O: :class:`Faults` is a bag of mutable settings that
+Nothing here does I/O: :class:`~babou_async.testing.Faults` is a bag of mutable settings that
 :class:`~babou_async.testing.FakeBabou` reads on every request, and
-:class:`Injection` is the record kept for each :meth:`FakeBabou.inject` call.
+:class:`~babou_async.testing.Injection` is the record kept for each
+:meth:`~babou_async.testing.FakeBabou.inject` call.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def _positive_times(instance: object, attribute: attrs.Attribute[Any], value: An
 @attrs.define(kw_only=True, eq=False)
 class Injection:
     """
-    A scripted response registered with :meth:`FakeBabou.inject`.
+    A scripted response registered with :meth:`~babou_async.testing.FakeBabou.inject`.
 
     Keep the returned object to see how often it fired (``hits``) or to withdraw it
     early with :meth:`cancel`.
@@ -164,7 +165,7 @@ class Injection:
         method: HTTP method to match, upper case, or ``"*"`` for any.
         path: What the request path is matched against.
             A plain string matches exactly; a string containing ``*``, ``?`` or
-            ``[`` is a :mod:`fnmatch` glob; a compiled :class:`re.Pattern` must
+            ``[`` is a ``fnmatch`` glob; a compiled ``re.Pattern`` must
             match the whole path. On the API origin the path is taken relative to
             ``/api/v1`` (``"/projects"``); on the asset origin it is the full path
             (``"/exports/prj_x.mp4"``). The query string is never part of it.

@@ -14,10 +14,10 @@ class RecordedRequest:
     """
     One request received by :class:`~babou_async.testing.FakeBabou`, on either origin.
 
-    Records are appended to :attr:`FakeBabou.requests` when a request arrives, so
-    they are in arrival order. Once the request is answered the record is replaced
-    (in place, same position) by a copy with ``status``, ``body_size`` and
-    ``dropped`` filled in.
+    Records are appended to :attr:`~babou_async.testing.FakeBabou.requests` when a
+    request arrives, so they are in arrival order. Once the request is answered the
+    record is replaced (in place, same position) by a copy with ``status``,
+    ``body_size`` and ``dropped`` filled in.
 
     Attributes:
         origin: ``"api"`` for the API, ``"asset"`` for the download origin.

@@ -4,8 +4,8 @@ The simulator's domain state, free of I/O.
 Everything time-dependent is stored as timestamps of the simulator's clock and
 evaluated lazily against ``now`` when a request asks, so no background task ever
 runs and thousands of projects cost only their records.
-Operations validate their input the way /work/shared/babou-api.md (section 6)
-describes and raise :class:`ApiError`, which the HTTP layer turns into the error
+Operations validate their input the way the endpoint pages of https://docs.babou.ai
+describe and raise :class:`ApiError`, which the HTTP layer turns into the error
 envelope ``{"error", "code", "hint"?}``.
 """
 
