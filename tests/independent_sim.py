@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -107,6 +108,10 @@ class Faults:
         etag: The ETag the download origin sends.
         url_ttl: Lifetime of a download URL, in seconds.
         expire_first_url: The first download URL minted per project is already expired.
+        content_length: Send ``Content-Length`` on downloads (otherwise the body is
+            chunked, as when storage streams it).
+        exact_query: The download origin checks the URL's query byte for byte (as an
+            origin that signs the raw query does), not after decoding (as S3 does).
         url_uses: How many requests one download URL serves (``None``: unlimited), as
             with one-time signed links.
         expired_status: What an expired download URL gets.
@@ -125,6 +130,8 @@ class Faults:
     expire_first_url: bool = False
     expired_status: Literal[403, 410] = 403
     url_uses: int | None = None
+    content_length: bool = True
+    exact_query: bool = False
 
 
 @dataclass
@@ -294,7 +301,8 @@ class IndependentBabou:
         asset_seconds: Time an upload takes to process.
         export_queued_seconds: Time an export stays ``queued``.
         export_processing_seconds: Time it then stays ``processing``.
-        projects_shape: ``"list"`` (a bare JSON list, honouring limit/offset) or
+        projects_shape: ``"list"`` (a bare JSON list, honouring limit/offset),
+            ``"list-all"`` (a bare list of everything, limit/offset ignored) or
             ``"envelope"`` (``{"projects": [...], "pagination": {...}}``).
         asset_ids: ``"prefixed"`` (``ast_...``) or ``"uuid"`` (bare UUIDs).
         max_upload_bytes: The upload size limit (the docs' "100 MB", read as MiB).
@@ -313,7 +321,7 @@ class IndependentBabou:
         asset_seconds: float = 0.1,
         export_queued_seconds: float = 0.05,
         export_processing_seconds: float = 0.2,
-        projects_shape: Literal["list", "envelope"] = "list",
+        projects_shape: Literal["list", "list-all", "envelope"] = "list",
         asset_ids: Literal["prefixed", "uuid"] = "prefixed",
         max_upload_bytes: int = 100 * 1024 * 1024,
         video_size: tuple[int, int] = (100_000, 600_000),
@@ -339,6 +347,7 @@ class IndependentBabou:
         self.failing: dict[str, str] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._token_uses: dict[str, int] = {}
+        self._queries: dict[str, str] = {}
         self._videos: dict[str, bytes] = {}
         self._script: list[tuple[str, str, re.Pattern[str], str]] = []
         self._runners: list[web.AppRunner] = []
@@ -703,6 +712,8 @@ class IndependentBabou:
             return page
         limit, offset = page
         mine = [p for p in self.projects.values() if p.owner == _key(request)]
+        if self.projects_shape == "list-all":
+            return _json([self._project_json(p) for p in mine])
         items = [self._project_json(p) for p in mine[offset : offset + limit]]
         if self.projects_shape == "list":
             return _json(items)
@@ -996,18 +1007,26 @@ class IndependentBabou:
         )
 
     def _mint_url(self, project: _Project) -> str:
-        token = "".join(self.rng.choice(_ALNUM) for _ in range(32))
+        """An S3-style presigned URL; the origin checks its query string byte for byte."""
+        signature = "".join(self.rng.choice("0123456789abcdef") for _ in range(64))
+        session_token = "".join(self.rng.choice(_ALNUM) for _ in range(24))
         now = time.monotonic()
         expires = now + self.faults.url_ttl
         if self.faults.expire_first_url and project.urls_minted == 0:
             expires = now - 1.0
         project.urls_minted += 1
-        self._tokens[token] = (project.id, expires)
-        wall = int(time.time() + self.faults.url_ttl)
-        return (
-            f"{self.asset_base_url}/exports/{project.id}.mp4"
-            f"?X-Amz-Expires={wall}&X-Amz-Signature={token}"
+        self._tokens[signature] = (project.id, expires)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        query = (
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            f"&X-Amz-Credential=AKIAEXAMPLE%2F{stamp[:8]}%2Fus-east-1%2Fs3%2Faws4_request"
+            f"&X-Amz-Date={stamp}&X-Amz-Expires={max(1, math.ceil(self.faults.url_ttl))}"
+            # Percent-escapes a client must pass through untouched (%2B is not a space).
+            f"&X-Amz-Security-Token={session_token[:12]}%2B{session_token[12:]}%2F%3D%3D"
+            f"&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}"
         )
+        self._queries[signature] = query
+        return f"{self.asset_base_url}/exports/{project.id}.mp4?{query}"
 
     async def _get_export(self, request: web.Request) -> web.StreamResponse:
         project = self._project(request)
@@ -1062,6 +1081,19 @@ class IndependentBabou:
         f = self.faults
         token = request.query.get("X-Amz-Signature", "")
         entry = self._tokens.get(token)
+        raw_query = request.rel_url.raw_query_string
+        minted = self._queries.get(token, "")
+        # S3 canonicalises the decoded parameters before checking a signature; an origin
+        # that signs the raw query (exact_query) also tells %2F from "/".
+        if entry is not None and (
+            raw_query != minted if f.exact_query else parse_qsl(raw_query) != parse_qsl(minted)
+        ):
+            record.status, record.fault = 403, "bad-signature"
+            return web.Response(
+                status=403,
+                text="<Error><Code>SignatureDoesNotMatch</Code></Error>",
+                content_type="application/xml",
+            )
         if (
             entry is None
             or f"{entry[0]}.mp4" != request.match_info["name"]
@@ -1114,7 +1146,10 @@ class IndependentBabou:
                 ranged = True
         response = web.StreamResponse(status=206 if ranged else 200)
         response.content_type = "video/mp4"
-        response.content_length = len(body)
+        if self.faults.content_length:
+            response.content_length = len(body)
+        else:
+            response.enable_chunked_encoding()
         if ranged:
             response.headers["Content-Range"] = f"bytes {start}-{start + len(body) - 1}/{total}"
         if not ignore:
