@@ -57,7 +57,9 @@ class AdaptiveRate:
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self.last_refill)
         self.last_refill = now
-        self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
+        if elapsed > 0.0:  # not 0 * inf: the rate is infinite until the first 429
+            self.tokens += elapsed * self.rate
+        self.tokens = min(self.capacity, self.tokens)
 
     def reserve(self, now: float) -> float:
         """Take one token; return the seconds the caller must wait before sending."""
