@@ -307,6 +307,10 @@ class IndependentBabou:
         asset_ids: ``"prefixed"`` (``ast_...``) or ``"uuid"`` (bare UUIDs).
         max_upload_bytes: The upload size limit (the docs' "100 MB", read as MiB).
         video_size: Range of sizes of the deterministic export videos, in bytes.
+        require_length: Refuse uploads without ``Content-Length`` (411), as some gateways do.
+
+    Attributes:
+        max_downloads_in_flight: The most video bodies served at once so far.
     """
 
     def __init__(
@@ -325,6 +329,7 @@ class IndependentBabou:
         asset_ids: Literal["prefixed", "uuid"] = "prefixed",
         max_upload_bytes: int = 100 * 1024 * 1024,
         video_size: tuple[int, int] = (100_000, 600_000),
+        require_length: bool = False,
     ) -> None:
         self.seed = seed
         self.faults = faults or Faults()
@@ -339,6 +344,9 @@ class IndependentBabou:
         self.asset_ids = asset_ids
         self.max_upload_bytes = max_upload_bytes
         self.video_size = video_size
+        self.require_length = require_length
+        self.downloads_in_flight = 0
+        self.max_downloads_in_flight = 0
         self.rng = random.Random(seed)
         self.requests: list[Recorded] = []
         self.projects: dict[str, _Project] = {}
@@ -894,6 +902,8 @@ class IndependentBabou:
         )
         if request.content_length is not None and request.content_length > self.max_upload_bytes:
             return too_large
+        if self.require_length and request.content_length is None:
+            return _error(411, "LENGTH_REQUIRED", "Content-Length header is required")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_chunked(65536):
@@ -1163,16 +1173,22 @@ class IndependentBabou:
         cut = self.rng.randint(1, len(body) - 1) if drop and len(body) > 1 else len(body)
         if fault is not None and fault.startswith("drop:"):  # cut after exactly N bytes
             cut = min(int(fault.split(":", 1)[1]), len(body) - 1)
-        await response.prepare(request)
-        sent = 0
-        while sent < cut:
-            chunk = body[sent : min(cut, sent + 65536)]
-            await response.write(chunk)
-            sent += len(chunk)
-        if cut < len(body):
-            record.fault = "drop"
-            if request.transport is not None:
-                request.transport.close()
+        self.downloads_in_flight += 1
+        self.max_downloads_in_flight = max(self.max_downloads_in_flight, self.downloads_in_flight)
+        try:
+            await response.prepare(request)
+            sent = 0
+            while sent < cut:
+                chunk = body[sent : min(cut, sent + 65536)]
+                await response.write(chunk)
+                await asyncio.sleep(0)  # let concurrent downloads interleave
+                sent += len(chunk)
+            if cut < len(body):
+                record.fault = "drop"
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write_eof()
             return response
-        await response.write_eof()
-        return response
+        finally:
+            self.downloads_in_flight -= 1

@@ -31,6 +31,7 @@ from babou_async import (
     ExportFailedError,
     ExportNotReadyError,
     ExportStatus,
+    ExportTimeoutError,
     NotFoundError,
     PayloadTooLargeError,
     PollPolicy,
@@ -324,6 +325,33 @@ async def test_upload_from_bytes_path_and_iterator(tmp_path: Path) -> None:
         assert failed.state_raw == "failed"
 
 
+async def test_uploads_are_replayed_identically_after_429(tmp_path: Path) -> None:
+    async with IndependentBabou(seed=29) as sim, _session(sim) as babou:
+        clip = tmp_path / "clip.webm"
+        data = bytes(range(256)) * 2000
+        await anyio.Path(clip).write_bytes(data)
+        sim.inject("429:0", method="POST", path="/assets$")
+        from_path = await babou.upload_asset(clip)
+        sim.inject("429-date:0", method="POST", path="/assets$")
+        from_bytes = await babou.upload_asset(data, content_type="video/webm")
+        assert sim.uploads[from_path.id] == data
+        assert sim.uploads[from_bytes.id] == data
+        assert [r.status for r in sim.api_requests("POST", "/assets$")] == [429, 200, 429, 200]
+        assert len(sim.assets) == 2
+
+
+async def test_streamed_upload_with_size_sends_content_length() -> None:
+    # Some gateways refuse chunked uploads (411): a size given up front avoids them.
+    async with IndependentBabou(seed=30, require_length=True) as sim, _session(sim) as babou:
+        data = bytes(300_000)
+        asset = await babou.upload_asset(
+            _chunks(data, 65536), content_type="audio/ogg", size=len(data)
+        )
+        assert sim.uploads[asset.id] == data
+        (post,) = sim.api_requests("POST", "/assets$")
+        assert post.headers.get("content-length") == str(len(data))
+
+
 async def test_uuid_asset_ids() -> None:
     async with IndependentBabou(seed=9, asset_ids="uuid") as sim, _session(sim) as babou:
         asset = await babou.upload_asset(b"GIF89a", content_type="image/gif")
@@ -527,6 +555,31 @@ async def test_watch_export_transitions_under_faults() -> None:
         assert durations == {True, False}  # with and without duration_seconds
 
 
+async def test_polling_outlasts_an_outage_longer_than_the_retry_policy() -> None:
+    async with IndependentBabou(seed=31) as sim, _session(sim) as babou:
+        pid = sim.add_project()
+        await babou.start_export(pid)
+        for fault in ["503", "502", "500", "drop"] * 4:  # 16 failures in a row
+            sim.inject(fault, path="/export$")
+        done = await babou.wait_for_export(pid, timeout=10)
+        assert done.status is ExportStatus.COMPLETED
+
+
+async def test_watch_export_times_out_with_the_last_status() -> None:
+    async with (
+        IndependentBabou(seed=32, export_processing_seconds=30) as sim,
+        _session(sim) as babou,
+    ):
+        pid = sim.add_project()
+        await babou.start_export(pid)
+        start = time.monotonic()
+        with pytest.raises(ExportTimeoutError) as info:
+            await babou.wait_for_export(pid, timeout=0.5)
+        assert time.monotonic() - start < 2.0
+        assert info.value.last_status in ("queued", "processing")
+        assert info.value.project_id == pid
+
+
 async def test_failed_export_reports_the_server_text(tmp_path: Path) -> None:
     async with IndependentBabou(seed=18) as sim, _session(sim) as babou:
         pid = sim.add_project()
@@ -640,8 +693,16 @@ async def test_download_url_is_sent_exactly_as_given(tmp_path: Path) -> None:
         assert sim.asset_requests()[0].status == 200
 
 
-async def test_iter_export_bytes_under_drops() -> None:
-    faults = Faults(download_drop=0.6, etag="strong")
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(download_drop=0.6, etag="strong"),
+        Faults(download_drop=0.6, ignore_range=True),
+        Faults(download_drop=0.5, content_length=False, expire_first_url=True),
+    ],
+    ids=["strong-etag", "range-ignored", "chunked-expired"],
+)
+async def test_iter_export_bytes_under_drops(faults: Faults) -> None:
     async with IndependentBabou(seed=21, faults=faults) as sim, _session(sim) as babou:
         pid = sim.add_project()
         sim.put_export(pid)
@@ -665,6 +726,7 @@ async def test_download_exports_mixed_outcomes(tmp_path: Path) -> None:
         ids = [good[0], failed, good[1], running, good[2], never, good[3], good[0]]
 
         results = await babou.download_exports(ids, tmp_path, concurrency=3)
+        assert 1 <= sim.max_downloads_in_flight <= 3
 
         assert [r.project_id for r in results] == ids
         for r in results:
@@ -713,6 +775,7 @@ async def test_export_many_with_faults(tmp_path: Path) -> None:
         )
 
         assert [r.project_id for r in results] == pids
+        assert 1 <= sim.max_downloads_in_flight <= 3
         for r in results:
             if r.project_id in failing:
                 assert not r.ok
