@@ -150,7 +150,8 @@ class _Fetcher:
                                 skip = 0
                             yield offset, chunk
                             offset += len(chunk)
-                            failures = 0
+                            # Progress: the retry budget is per stall, not per file.
+                            failures = refreshes = 0
                         if self.total is None or offset == self.total:
                             return
                         if offset > self.total:

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import attrs
+import yarl
 
 from ._config import Timeouts
 from ._exceptions import BabouError, ConfigurationError, RequestTimeoutError, TransportError
@@ -226,7 +227,9 @@ class Transport:
             "auto_decompress": False,
         }
         try:
-            resp = await session.get(url, **kwargs)
+            # encoded=True: a signed URL must reach the origin byte for byte; re-quoting it
+            # (yarl's default) would turn %2F into / and break the signature.
+            resp = await session.get(yarl.URL(url, encoded=True), **kwargs)
         except _TRANSPORT_ERRORS as exc:
             raise translate_error(exc, "GET", url) from exc
         try:
