@@ -17,51 +17,42 @@ nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-TEST_DEPS = ["pytest", "pytest-cov", "coverage[toml]", "hypothesis", "blockbuster", "uvloop"]
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    session.install(".[cli]", *TEST_DEPS)
-    session.run(
-        "pytest",
-        "--cov=babou_async",
-        "--cov-branch",
-        "--cov-report=term-missing:skip-covered",
-        "--cov-fail-under=95",
-        *session.posargs,
-        env={"COVERAGE_FILE": f".coverage.{session.python}"},
-    )
+    session.install("-e", ".[tests]")
+    session.run("pytest", *session.posargs, env={"COVERAGE_FILE": f".coverage.{session.python}"})
 
 
 @nox.session(python=PYTHONS[-1])
 def uvloop(session: nox.Session) -> None:
     """The whole suite on uvloop, as web apps under uvicorn run it."""
-    session.install(".[cli]", *TEST_DEPS)
+    session.install("-e", ".[tests]")
     session.run("pytest", "-q", *session.posargs, env={"BABOU_TEST_UVLOOP": "1"})
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    session.install(".[cli]", "mypy", *TEST_DEPS)
+    session.install("-e", ".[typing]")
     session.run("mypy", "babou_async", "tests")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    session.install(".[cli]", "sphinx", "furo", "myst-parser")
+    session.install("-e", ".[docs]")
     session.run("sphinx-build", "-W", "-n", "-b", "html", "docs", "docs/_build/html")
     session.run("sphinx-build", "-W", "-n", "-b", "doctest", "docs", "docs/_build/doctest")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    session.install(".[cli]", "psutil")
+    session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
