@@ -112,6 +112,7 @@ class Faults:
             chunked, as when storage streams it).
         exact_query: The download origin checks the URL's query byte for byte (as an
             origin that signs the raw query does), not after decoding (as S3 does).
+        redirect: The download URL answers 302 to a CDN path (same query) on its origin.
         url_uses: How many requests one download URL serves (``None``: unlimited), as
             with one-time signed links.
         expired_status: What an expired download URL gets.
@@ -132,6 +133,7 @@ class Faults:
     url_uses: int | None = None
     content_length: bool = True
     exact_query: bool = False
+    redirect: bool = False
 
 
 @dataclass
@@ -353,6 +355,7 @@ class IndependentBabou:
         self.assets: dict[str, _Asset] = {}
         self.uploads: dict[str, bytes] = {}
         self.failing: dict[str, str] = {}
+        self.nested_failures: set[str] = set()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._token_uses: dict[str, int] = {}
         self._queries: dict[str, str] = {}
@@ -385,6 +388,7 @@ class IndependentBabou:
             api.router.add_route(method, API_PREFIX + path, handler)
         assets = web.Application()
         assets.router.add_get("/exports/{name}", self._download)
+        assets.router.add_get("/cdn/exports/{name}", self._download)
         for app in (api, assets):
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
@@ -443,9 +447,13 @@ class IndependentBabou:
             duration_seconds=None,
         )
 
-    def fail_render(self, project_id: str, error: str = "Failed to render chapter 2") -> None:
-        """Make every export of ``project_id`` fail with ``error``."""
+    def fail_render(
+        self, project_id: str, error: str = "Failed to render chapter 2", *, nested: bool = False
+    ) -> None:
+        """Make every export of ``project_id`` fail with ``error`` (as an object if nested)."""
         self.failing[project_id] = error
+        if nested:
+            self.nested_failures.add(project_id)
 
     def video(self, project_id: str) -> bytes:
         """The deterministic MP4-ish bytes of a project's export."""
@@ -465,6 +473,7 @@ class IndependentBabou:
         API faults: ``"429"``, ``"429:<seconds>"``, ``"429-date:<seconds>"``,
         ``"429-none"``, ``"500"``, ``"502"``, ``"503"``, ``"drop"`` (no response),
         ``"drop-after"`` (the request takes effect, then the connection drops),
+        ``"500-after"``/``"502-after"``/``"503-after"`` (it takes effect, then a 5xx),
         ``"slow:<seconds>"``. Download faults (``origin="asset"``, ``method="GET"``):
         ``"drop"`` (cut at a random point), ``"drop:<bytes>"``, ``"expire"``, ``"503"``,
         ``"429"``, ``"ignore-range"``.
@@ -594,7 +603,8 @@ class IndependentBabou:
         if fault == "drop":
             await request.read()
             return self._drop(request)
-        if fault is not None and fault != "drop-after":
+        after = fault is not None and fault.endswith("-after")
+        if fault is not None and not after:
             await request.read()
             refusal = self._fault_response(fault)
             record.status = refusal.status
@@ -613,6 +623,8 @@ class IndependentBabou:
         record.body_size = request.content_length or 0
         if fault == "drop-after":
             return self._drop(request)
+        if fault is not None and after:  # e.g. "502-after": it took effect, a proxy failed
+            response = self._fault_response(fault.removesuffix("-after"))
         record.status = response.status
         return response
 
@@ -1052,7 +1064,10 @@ class IndependentBabou:
             )
         status = export.status(time.monotonic())
         if status == "failed":
-            return _json({"status": "failed", "error": export.error})  # no download_url key
+            error: Any = export.error
+            if project.id in self.nested_failures:
+                error = {"code": "RENDER_FAILED", "message": export.error}
+            return _json({"status": "failed", "error": error})  # no download_url key
         if status != "completed":
             return _json({"status": status, "download_url": None})
         data: dict[str, Any] = {"status": "completed", "download_url": self._mint_url(project)}
@@ -1112,6 +1127,10 @@ class IndependentBabou:
         ):
             record.status = self._expired().status
             return self._expired()
+        if f.redirect and request.path.startswith("/exports/"):
+            record.status = 302
+            location = f"{self.asset_base_url}/cdn{request.path}?{raw_query}"
+            return web.Response(status=302, headers={"Location": location})
         # Faults apply to requests with a valid URL (an expired one never consumes one).
         fault = self._take_script("asset", request.method, request.path)
         if fault is None and f.download_5xx and self.rng.random() < f.download_5xx:
