@@ -16,7 +16,6 @@ Everything public is importable from here; the ``_modules`` are private.
 
 from __future__ import annotations
 
-
 from ._batch import EventCallback, ExportEvent
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts
 from ._download import ProgressCallback

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -444,7 +444,7 @@ async def download_export(
 
 async def iter_export_bytes(
     session: BabouSession, project_id: str, *, retry: RetryPolicy | None = None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """
     Yield a completed export's bytes in order, resuming after drops; nothing touches disk.
 

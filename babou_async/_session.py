@@ -7,7 +7,15 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Sequence,
+)
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -715,7 +723,7 @@ class BabouSession:
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
         estimate: tuple[float, float] | None = None,
-    ) -> AsyncIterator[Export]:
+    ) -> AsyncGenerator[Export, None]:
         """
         Follow an export, yielding each change of status until a terminal one.
 
@@ -948,7 +956,7 @@ class BabouSession:
 
     def iter_export_bytes(
         self, project_id: str, *, retry: RetryPolicy | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """
         Stream a completed export's bytes without touching disk (resuming after drops).
 

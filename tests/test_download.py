@@ -45,7 +45,8 @@ async def listing(path: Path) -> list[str]:
     return sorted([p.name async for p in anyio.Path(path).iterdir()])
 
 
-async def sha256(path: Path) -> str:
+async def sha256(path: Path | None) -> str:
+    assert path is not None
     return hashlib.sha256(await anyio.Path(path).read_bytes()).hexdigest()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -78,7 +79,7 @@ async def test_watch_yields_each_status_once_and_ends_terminal(
     seen = [e async for e in babou.watch_export(pid, timeout=10)]
     statuses = [e.status for e in seen]
     assert statuses[-1] is ExportStatus.COMPLETED
-    assert all(a != b for a, b in zip(statuses, statuses[1:]))
+    assert all(a != b for a, b in itertools.pairwise(statuses))
     assert set(statuses) <= {ExportStatus.QUEUED, ExportStatus.PROCESSING, ExportStatus.COMPLETED}
     assert seen[-1].download_url
     assert seen[-1].is_terminal
@@ -120,9 +121,13 @@ async def test_watch_times_out_with_last_status(fake: FakeBabou, babou: BabouSes
     pid = fake.seed_project()
     await babou.start_export(pid)
     seen: list[Export] = []
-    with anyio.fail_after(5), pytest.raises(ExportTimeoutError) as info:
+
+    async def consume() -> None:
         async for export in babou.watch_export(pid, timeout=0.5):
-            seen.append(export)
+            seen.append(export)  # noqa: PERF401 - must keep what arrived before the timeout
+
+    with anyio.fail_after(5), pytest.raises(ExportTimeoutError) as info:
+        await consume()
     err = info.value
     assert (pid, seen[-1].status_raw, 0.5) == (err.project_id, err.last_status, err.timeout)
     assert isinstance(err, TimeoutError)

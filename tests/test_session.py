@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import pytest
 
 from babou_async import (
@@ -34,7 +35,7 @@ from babou_async import (
     ValidationError,
     WaitTimeoutError,
 )
-from babou_async.testing import FakeBabou, Faults
+from babou_async.testing import FakeBabou
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +50,7 @@ class Sleeps:
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 @pytest.fixture
@@ -254,7 +255,7 @@ async def test_upload_validation_sends_nothing(
     big = tmp_path / "big.mp4"
     async with await anyio.open_file(big, "wb") as f:
         await f.truncate(100 * 1000 * 1000 + 1)
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: babou.upload_asset(odd),
         lambda: babou.upload_asset(odd, content_type="text/plain"),
         lambda: babou.upload_asset(big),
@@ -418,7 +419,7 @@ async def test_redirects_are_not_followed(fake: FakeBabou, babou: BabouSession) 
 
 async def test_client_side_validation_sends_nothing(fake: FakeBabou, babou: BabouSession) -> None:
     """Every documented limit is checked before any request."""
-    calls = [
+    calls: list[Callable[[], Awaitable[object]]] = [
         lambda: babou.create_project(""),
         lambda: babou.create_project("x" * 31),
         lambda: babou.create_project("ok", description="d" * 1001),
@@ -431,7 +432,7 @@ async def test_client_side_validation_sends_nothing(fake: FakeBabou, babou: Babo
         lambda: babou.get_project(""),
         lambda: babou.create_chapter("prj_ok", "n", duration=0),
         lambda: babou.create_chapter("prj_ok", "n", duration=2.5),  # type: ignore[arg-type]
-        lambda: babou.create_chapter("prj_ok", "n", duration=True),  # type: ignore[arg-type]
+        lambda: babou.create_chapter("prj_ok", "n", duration=True),
         lambda: babou.submit_prompt("prj_ok", "cht_ok", ""),
         lambda: babou.submit_prompt("prj_ok", "cht_ok", "x" * 5001),
         lambda: babou.submit_prompt("prj_ok", "cht_ok", "x", force="yes"),  # type: ignore[arg-type]
@@ -578,8 +579,9 @@ async def test_rate_budget_backs_off_after_429(fake: FakeBabou, babou: BabouSess
     assert not babou._budget.state.enabled
     fake.inject("GET", f"/projects/{pid}", status=429, headers={"Retry-After": "0"})
     await babou.get_project(pid)
-    assert babou._budget.state.enabled
-    assert babou._budget.state.rate < float("inf")
+    state = babou._budget.state
+    assert state.enabled
+    assert state.rate < float("inf")
 
 
 async def test_unlimited_budget_never_engages(fake: FakeBabou) -> None:
