@@ -1,8 +1,5 @@
 """Tests of the option bundles: validation, durations, immutability."""
 
-# The team writes ``assert expected == actual`` (STYLE.md rule 9), which SIM300 calls Yoda.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import datetime as dt

@@ -1,8 +1,5 @@
 """Tests of the domain models and of the package's cattrs converter (no I/O, no event loop)."""
 
-# The team writes ``assert expected == actual`` (STYLE.md rule 9), which SIM300 calls Yoda.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import datetime as dt

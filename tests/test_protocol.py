@@ -5,9 +5,6 @@ Response bodies are the examples of the Babou reference pages (docs.babou.ai), p
 shapes the docs leave open (``shared/babou-api.md``).
 """
 
-# The team writes ``assert expected == actual`` (STYLE.md rule 9), which SIM300 calls Yoda.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import datetime as dt

@@ -5,9 +5,6 @@ Tests of the request budget.
 driven by a fake clock and a fake sleep that records the delays it is asked for.
 """
 
-# The team writes ``assert expected == actual`` (STYLE.md rule 9), which SIM300 calls Yoda.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import bisect
