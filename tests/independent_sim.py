@@ -475,7 +475,8 @@ class IndependentBabou:
         ``"drop-after"`` (the request takes effect, then the connection drops),
         ``"500-after"``/``"502-after"``/``"503-after"`` (it takes effect, then a 5xx),
         ``"slow:<seconds>"``. Download faults (``origin="asset"``, ``method="GET"``):
-        ``"drop"`` (cut at a random point), ``"drop:<bytes>"``, ``"expire"``, ``"503"``,
+        ``"drop"`` (cut at a random point), ``"drop:<bytes>"``, ``"drop-at-end"`` (every
+        byte sent, then the connection closes without ending the body), ``"expire"``, ``"503"``,
         ``"429"``, ``"ignore-range"``.
         ``path`` is a regex searched in the path after ``/api/v1``.
         """
@@ -1202,8 +1203,8 @@ class IndependentBabou:
                 await response.write(chunk)
                 await asyncio.sleep(0)  # let concurrent downloads interleave
                 sent += len(chunk)
-            if cut < len(body):
-                record.fault = "drop"
+            if cut < len(body) or fault == "drop-at-end":
+                record.fault = record.fault or "drop"
                 if request.transport is not None:
                     request.transport.close()
                 return response
