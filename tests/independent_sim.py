@@ -476,7 +476,8 @@ class IndependentBabou:
         ``"500-after"``/``"502-after"``/``"503-after"`` (it takes effect, then a 5xx),
         ``"slow:<seconds>"``. Download faults (``origin="asset"``, ``method="GET"``):
         ``"drop"`` (cut at a random point), ``"drop:<bytes>"``, ``"drop-at-end"`` (every
-        byte sent, then the connection closes without ending the body), ``"expire"``, ``"503"``,
+        byte sent, then the connection closes without ending the body), ``"stall:<seconds>"``
+        (half the body, then silence, then the rest), ``"expire"``, ``"503"``,
         ``"429"``, ``"ignore-range"``.
         ``path`` is a regex searched in the path after ``/api/v1``.
         """
@@ -1198,11 +1199,15 @@ class IndependentBabou:
         try:
             await response.prepare(request)
             sent = 0
+            stall_at = len(body) // 2 if fault is not None and fault.startswith("stall:") else -1
             while sent < cut:
                 chunk = body[sent : min(cut, sent + 65536)]
                 await response.write(chunk)
                 await asyncio.sleep(0)  # let concurrent downloads interleave
                 sent += len(chunk)
+                if fault is not None and 0 <= stall_at < sent:
+                    stall_at = -1
+                    await asyncio.sleep(float(fault.split(":", 1)[1]))
             if cut < len(body) or fault == "drop-at-end":
                 record.fault = record.fault or "drop"
                 if request.transport is not None:

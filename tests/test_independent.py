@@ -40,6 +40,7 @@ from babou_async import (
     RateLimitError,
     RetryPolicy,
     ServerError,
+    Timeouts,
     TransportError,
     ValidationError,
 )
@@ -89,11 +90,13 @@ async def _read(path: Path | None) -> bytes:
 
 async def test_projects_create_get_and_bare_list() -> None:
     async with IndependentBabou(seed=1) as sim, _session(sim) as babou:
-        project = await babou.create_project("Launch video", description="First cut")
+        project = await babou.create_project(
+            "Launch video", description="First cut", settings={"aspect": "16:9"}
+        )
         assert project.id.startswith("prj_")
         assert project.name == "Launch video"
         assert project.description == "First cut"
-        assert project.settings is None
+        assert project.settings == {"aspect": "16:9"}
         assert project.active_export_id is None
         assert project.created_at is not None
         assert project.created_at.tzinfo is not None
@@ -464,6 +467,14 @@ async def test_5xx_and_drops_on_reads_are_retried() -> None:
         assert statuses[-1] == 200
 
 
+async def test_slow_reads_time_out_and_are_retried() -> None:
+    async with IndependentBabou(seed=35) as sim, _session(sim, timeout=0.3) as babou:
+        pid = sim.add_project()
+        sim.inject("slow:0.6", path="/projects/")
+        assert (await babou.get_project(pid)).id == pid
+        assert len(sim.api_requests("GET", "/projects/")) == 2
+
+
 async def test_html_502_becomes_server_error_after_retries() -> None:
     async with IndependentBabou(seed=14) as sim, _session(sim) as babou:
         pid = sim.add_project()
@@ -663,6 +674,21 @@ async def test_download_export_is_byte_identical(scenario: str, tmp_path: Path) 
             assert len(sim.api_requests("GET", "/export$")) >= 2  # a fresh URL was fetched
 
 
+async def test_stalled_download_resumes_after_the_read_timeout(tmp_path: Path) -> None:
+    async with (
+        IndependentBabou(seed=36) as sim,
+        _session(sim, timeout=Timeouts(connect=1, read=0.3, total=5)) as babou,
+    ):
+        pid = sim.add_project()
+        sim.put_export(pid)
+        sim.inject("stall:0.8", origin="asset")
+        start = time.monotonic()
+        result = await babou.download_export(pid, tmp_path)
+        assert time.monotonic() - start < 0.75  # resumed before the stall ended
+        assert await _read(result.path) == sim.video(pid)
+        assert "range" in sim.asset_requests()[-1].headers
+
+
 async def test_one_time_urls_with_many_drops(tmp_path: Path) -> None:
     # Each signed URL serves one request (one-time links) and the connection drops after
     # every 20 kB: each resume needs a fresh URL, and each one makes progress, so the
@@ -847,8 +873,15 @@ async def test_export_many_follows_exports_started_elsewhere(tmp_path: Path) -> 
         for pid in running:
             sim.put_export(pid, ago=0.0)  # an export is already in progress: start gets 409
         fresh = sim.add_project("Fresh")
-        results = await babou.export_many([*running, fresh], tmp_path, timeout=10)
-        assert all(r.ok for r in results), [r.error for r in results]
-        for r in results:
+        empty = sim.add_project("Empty", chapters=0)
+        ids = [*running, fresh, empty, "prj_doesnotexist"]
+        results = await babou.export_many(ids, tmp_path, timeout=10)
+        assert [r.project_id for r in results] == ids
+        for r in results[:4]:
+            assert r.ok, r.error
             assert await _read(r.path) == sim.video(r.project_id)
+        assert isinstance(results[4].error, ValidationError)
+        assert results[4].error.message == "Project has no completed chapters"
+        assert isinstance(results[5].error, NotFoundError)
         assert [r.status for r in sim.api_requests("POST", "/export$")].count(409) == 3
+        assert await _names(tmp_path) == sorted(f"{p}.mp4" for p in [*running, fresh])
