@@ -112,6 +112,8 @@ class Faults:
             chunked, as when storage streams it).
         exact_query: The download origin checks the URL's query byte for byte (as an
             origin that signs the raw query does), not after decoding (as S3 does).
+        cdn_lag: For this long after an export completes, its file is not yet on the
+            download origin (404 ``NoSuchKey``), as with storage that propagates slowly.
         redirect: The download URL answers 302 to a CDN path (same query) on its origin.
         url_uses: How many requests one download URL serves (``None``: unlimited), as
             with one-time signed links.
@@ -134,6 +136,7 @@ class Faults:
     content_length: bool = True
     exact_query: bool = False
     redirect: bool = False
+    cdn_lag: float = 0.0
 
 
 @dataclass
@@ -196,6 +199,10 @@ class _Export:
     processing_s: float
     error: str | None
     duration_seconds: float | None
+
+    @property
+    def finished(self) -> float:
+        return self.started + self.queued_s + self.processing_s
 
     def status(self, now: float) -> str:
         elapsed = now - self.started
@@ -1129,6 +1136,14 @@ class IndependentBabou:
         ):
             record.status = self._expired().status
             return self._expired()
+        export = self.projects[entry[0]].export
+        if export is not None and time.monotonic() < export.finished + f.cdn_lag:
+            record.status = 404
+            return web.Response(
+                status=404,
+                text="<Error><Code>NoSuchKey</Code></Error>",
+                content_type="application/xml",
+            )
         if f.redirect and request.path.startswith("/exports/"):
             record.status = 302
             location = f"{self.asset_base_url}/cdn{request.path}?{raw_query}"
