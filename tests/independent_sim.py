@@ -20,8 +20,11 @@ simulator takes the less obvious plausible one:
 * a failed export has no ``download_url`` key; completed ones sometimes carry
   ``duration_seconds``; ``active_export_id`` stays set after the export ends;
 * downloads come from a second origin (another port) with ``Range`` support, a weak ETag
-  by default, and signed URLs that expire (403 with an S3-style XML body, or 410);
-* ``Retry-After`` is sent as delay-seconds or as an HTTP-date; a 502 has an HTML body.
+  by default, and S3-style presigned URLs (``%2F``, ``%2B``, ``%3D`` escapes in the query)
+  that expire (403 with an XML body, or 410); optionally chunked bodies, one-time URLs,
+  a 302 to a CDN path, or storage that lags the ``completed`` status (404);
+* ``Retry-After`` is sent as delay-seconds or as an HTTP-date; a 502 has an HTML body;
+  a 5xx or a dropped connection may come after the request took effect (``*-after``).
 
 Fault injection: random faults drawn from a seeded :class:`random.Random` (see
 :class:`Faults`), and scripted one-shot faults (:meth:`IndependentBabou.inject`).
@@ -99,7 +102,7 @@ class Faults:
         rate_429: Probability that an API request (any method) is answered 429.
         rate_5xx: Probability that an API request in ``methods`` gets a 500/502/503.
         rate_drop: Probability that an API request in ``methods`` has its connection closed
-            before any response.
+            before any response (for a POST, half the time after it took effect).
         methods: Methods subject to ``rate_5xx`` and ``rate_drop`` (429 hits every method).
         retry_after: Form of ``Retry-After`` on random 429s.
         download_drop: Probability that a download response is cut mid-body.
