@@ -41,6 +41,12 @@ def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None
         raise ValueError(msg)
 
 
+def _strict_int(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{attr.name} must be an int, got {value!r}"
+        raise TypeError(msg)
+
+
 def _optional_positive(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and (not math.isfinite(value) or value <= 0):
         msg = f"{attr.name} must be a finite number > 0 or None, got {value!r}"
@@ -75,7 +81,7 @@ class RetryPolicy:
         jitter: Draw each delay uniformly from ``[0, bound]`` (``True``) or use the bound.
     """
 
-    attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    attempts: int = attrs.field(default=5, validator=[_strict_int, attrs.validators.ge(1)])
     base_delay: float = attrs.field(default=0.5, converter=to_seconds, validator=_non_negative)
     max_delay: float = attrs.field(default=30.0, converter=to_seconds, validator=_non_negative)
     max_retry_after: float = attrs.field(
@@ -116,7 +122,9 @@ class PollPolicy:
     multiplier: float = attrs.field(default=1.5, validator=attrs.validators.ge(1.0))
     max_delay: float = attrs.field(default=30.0, converter=to_seconds, validator=_positive)
     jitter: float = attrs.field(
-        default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+        # Below 1, so that a jittered delay is never zero.
+        default=0.1,
+        validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
     )
     use_estimate: bool = True
 

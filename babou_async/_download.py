@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import re
@@ -59,6 +60,7 @@ ProgressCallback = Callable[[str, int, "int | None"], object]
 READ_CHUNK = 256 * 1024
 WRITE_BUFFER = 1024 * 1024
 _EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+_UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
 
@@ -130,10 +132,26 @@ class _Fetcher:
                             self.project_id,
                             status,
                         )
+                        if refreshes > 1:
+                            # Storage may lag the "completed" status: back off between
+                            # refreshes as for any other failure (the first is immediate).
+                            await self.session._sleep(  # noqa: SLF001
+                                proto.backoff_delay(
+                                    self.retry,
+                                    refreshes - 1,
+                                    self.session._random(),  # noqa: SLF001
+                                )
+                            )
                         await self._refresh_url()
                         continue
-                    if status == 416 and self.total is not None and offset >= self.total:
-                        return
+                    if status == 416:
+                        # "bytes */N" names the full size: a chunked body may have been cut
+                        # after its last byte, in which case we already have everything.
+                        unsatisfied = _UNSATISFIED_RE.match(resp.headers.get("content-range", ""))
+                        if unsatisfied is not None:
+                            self.total = int(unsatisfied[1])
+                        if self.total is not None and offset == self.total:
+                            return
                     if status in (200, 206):
                         skip, offset = self._accept(resp.status, resp.headers, offset)
                         if first:
@@ -170,7 +188,9 @@ class _Fetcher:
                         if status == 416:  # our offset is past a changed file: start over
                             offset, self.etag = 0, None
                         error = self._fail(f"HTTP {status} from the download host")
-                        retry_after = proto.parse_retry_after(resp.headers.get("retry-after"))
+                        retry_after = proto.parse_retry_after(
+                            resp.headers.get("retry-after"), now=dt.datetime.now(dt.timezone.utc)
+                        )
                     else:
                         raise self._fail(f"HTTP {status} from the download host")
             except SendFailure as failure:

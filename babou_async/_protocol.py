@@ -541,7 +541,7 @@ def error_from_response(
     cls = error_class(raw.status, code)
     kwargs: dict[str, Any] = {
         "status": raw.status,
-        "code": code,
+        "code": _redact(code, secret),
         "hint": _redact(hint, secret),
         "request_id": request_id,
         "method": method,

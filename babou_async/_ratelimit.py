@@ -111,7 +111,13 @@ class AdaptiveRate:
         elif self.throttled_at is not None:
             k = (self.last_max_rate * (1 - self.config.backoff_factor) / _CUBIC_SCALE) ** (1 / 3)
             t = now - self.throttled_at
-            self._set_rate(_CUBIC_SCALE * (t - k) ** 3 + self.last_max_rate, now)
+            rate = _CUBIC_SCALE * (t - k) ** 3 + self.last_max_rate
+            # As in AWS's adaptive mode, never more than twice what we actually send: the
+            # curve must not run away during a quiet spell and disarm the next 429's cut.
+            sending = self._sending_rate(now)
+            if sending > 0:
+                rate = min(rate, 2 * sending)
+            self._set_rate(rate, now)
 
     def _set_rate(self, rate: float, now: float) -> None:
         self._refill(now)

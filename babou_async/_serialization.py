@@ -72,8 +72,8 @@ def parse_timestamp(value: object) -> dt.datetime:
         text = text[:-1] + "+00:00"
     parsed = dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed
+        return parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
 
 
 def _structure_dict(value: object, _: type) -> dict[str, Any]:

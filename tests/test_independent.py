@@ -689,17 +689,16 @@ async def test_stalled_download_resumes_after_the_read_timeout(tmp_path: Path) -
         assert "range" in sim.asset_requests()[-1].headers
 
 
-@pytest.mark.xfail(
-    reason="client bug: a 403/404/410 from the download origin triggers an immediate URL "
-    "refresh with no backoff (_download.py:122-135, no sleep before _refresh_url/continue); "
-    "retry.attempts refreshes are spent in a few milliseconds, so a file that appears on "
-    "the origin 0.5 s after 'completed' fails with DownloadError",
-    strict=True,
-)
 async def test_download_right_after_completion_while_storage_catches_up(tmp_path: Path) -> None:
     # The export is "completed" but for 0.5 s its file is not on the download origin yet.
+    # Refreshes back off like any retry, so the policy decides the patience: this one
+    # waits 0, 0.2, 0.4, 0.8 and 1 s between its refreshes.
     faults = Faults(cdn_lag=0.5)
-    async with IndependentBabou(seed=37, faults=faults) as sim, _session(sim) as babou:
+    patient = RetryPolicy(base_delay=0.2, max_delay=1.0, jitter=False, attempts=6)
+    async with (
+        IndependentBabou(seed=37, faults=faults) as sim,
+        _session(sim, retry=patient) as babou,
+    ):
         pid = sim.add_project()
         await babou.start_export(pid)
         await babou.wait_for_export(pid, timeout=5)
@@ -761,14 +760,6 @@ async def test_iter_export_bytes_under_drops(faults: Faults) -> None:
         _assert_no_key_at_asset_origin(sim)
 
 
-@pytest.mark.xfail(
-    reason="client bug: after a chunked body (no Content-Length) is cut after its last byte, "
-    "the resume gets 416 'Content-Range: bytes */<size>' saying the file is complete; the "
-    "client ignores that header (self.total is None, _download.py:136) and starts over at "
-    "0 (_download.py:170-171): download_export downloads everything twice and "
-    "iter_export_bytes raises DownloadError('changed while streaming')",
-    strict=True,
-)
 @pytest.mark.parametrize("how", ["iter_export_bytes", "download_export"])
 async def test_chunked_body_cut_after_its_last_byte(how: str, tmp_path: Path) -> None:
     faults = Faults(content_length=False)

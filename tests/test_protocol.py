@@ -1714,7 +1714,7 @@ poll_policies = st.builds(
     initial_delay=st.floats(min_value=1e-3, max_value=1e3),
     multiplier=st.floats(min_value=1.0, max_value=1e6),
     max_delay=st.floats(min_value=1e-3, max_value=1e4),
-    jitter=st.floats(min_value=0.0, max_value=1.0),
+    jitter=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
     use_estimate=st.booleans(),
 )
 estimates = st.none() | st.tuples(
