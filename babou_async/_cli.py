@@ -45,7 +45,6 @@ from . import _protocol as proto
 from ._batch import ExportEvent
 from ._config import PollPolicy
 from ._exceptions import (
-    APIError,
     BabouError,
     ConfigurationError,
     NotFoundError,
@@ -260,10 +259,12 @@ class _Tally:
 
     def counts(self) -> Counter[str]:
         with self.lock:
-            counts = Counter(self.phase.values())
+            # Live phases only: a "failed" status is counted once, by its outcome.
+            counts = Counter(p for p in self.phase.values() if p in _PHASES)
             for outcome in self.outcomes.values():
                 counts["skipped" if outcome.skipped else "ok" if outcome.ok else "failed"] += 1
-            counts["bytes"] = sum(o.bytes for o in self.outcomes.values() if o.ok)
+            # Bytes transferred by this run: files skipped as already complete do not count.
+            counts["bytes"] = sum(o.bytes for o in self.outcomes.values() if o.ok and not o.skipped)
             return counts
 
     def summary(
@@ -569,8 +570,8 @@ def _showing(display: _Display, verbose: int) -> Iterator[_Display]:
     """Run a display (and route the library's warnings to it) for the ``with`` body."""
     handler = _DisplayLogHandler(display)
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    previous = (_log.level, _log.propagate)
-    _log.addHandler(handler)
+    previous = (_log.level, _log.propagate, list(_log.handlers))
+    _log.handlers = [handler]
     _log.setLevel(handler.level)
     _log.propagate = False
     display.start()
@@ -578,7 +579,7 @@ def _showing(display: _Display, verbose: int) -> Iterator[_Display]:
         yield display
     finally:
         display.stop()
-        _log.removeHandler(handler)
+        _log.handlers = previous[2]
         _log.setLevel(previous[0])
         _log.propagate = previous[1]
 
@@ -834,6 +835,8 @@ def _build_cli() -> click.Group:
         ctx.obj = _Config(
             base_url=base_url, api_key=api_key, poll_interval=poll_interval, verbose=verbose
         )
+        if verbose:
+            _log.setLevel(logging.INFO)
 
     # -- export -------------------------------------------------------------------------
 
@@ -1464,6 +1467,17 @@ def _fail(message: str) -> None:
     sys.stderr.flush()
 
 
+class _StderrLogHandler(logging.Handler):
+    """Warnings of commands without a live display: one ``warning: ...`` line each."""
+
+    def __init__(self, writer: _Writer) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.writer.err(f"warning: {_redact(record.getMessage())}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Run the ``babou`` command line.
@@ -1482,12 +1496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(INSTALL_HINT + "\n")
         return EXIT_USAGE
     try:
-        cli = _build_cli()
-        result = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="babou",
-            standalone_mode=False,
-        )
+        result = _invoke(argv)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -1497,12 +1506,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("babou: interrupted\n")
         return EXIT_INTERRUPTED
     except BabouError as exc:
-        detail = str(exc)
-        if isinstance(exc, APIError) and exc.status is None and not detail:
-            detail = type(exc).__name__
-        _fail(detail)
+        _fail(str(exc) or type(exc).__name__)
         return _exit_code_for(exc)
     except OSError as exc:
         _fail(str(exc))
         return EXIT_FAILED
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _invoke(argv: Sequence[str] | None) -> object:
+    """Run the click command tree with the library's warnings on stderr (flushed on return)."""
+    handler = _StderrLogHandler(_Writer())
+    level = _log.level
+    _log.addHandler(handler)  # batch commands swap it for their display while they run
+    _log.setLevel(logging.WARNING)  # -v lowers it to INFO
+    try:
+        cli = _build_cli()
+        return cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="babou",
+            standalone_mode=False,
+        )
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(level)
+        handler.writer.close()
