@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import coverage
 import pytest
 from anyio.abc import ByteReceiveStream
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -43,23 +42,11 @@ pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parents[1]
 SCALED = ["--time-scale", "0.1"]  # the demo's durations, tenfold shorter
-# Measured by pytest-cov? Then the CLI subprocesses are measured too (see _command).
-_COVERAGE = coverage.Coverage.current()
-_COVERAGE_FILE = str(Path(_COVERAGE.config.data_file).resolve()) if _COVERAGE else None
 
 
 def _command(*args: str) -> list[str]:
-    """
-    ``python -m babou_async ARGS``; under coverage, ``python -m coverage run -p ...``.
-
-    pytest-cov combines every ``.coverage.*`` file beside its own data file at the end, so
-    the subprocesses' lines count towards the suite's coverage.
-    """
-    if _COVERAGE is None:
-        return [sys.executable, "-m", "babou_async", *args]
-    rcfile = str(REPO / "pyproject.toml")
-    run = ["coverage", "run", "--parallel-mode", "--rcfile", rcfile]
-    return [sys.executable, "-m", *run, "-m", "babou_async", *args]
+    """``python -m babou_async ARGS`` (coverage follows it: ``patch = ["subprocess"]``)."""
+    return [sys.executable, "-m", "babou_async", *args]
 
 
 def _env(fake: FakeBabou | None = None, **extra: str) -> dict[str, str]:
@@ -67,8 +54,6 @@ def _env(fake: FakeBabou | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BABOU_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env["COLUMNS"] = "120"
-    if _COVERAGE_FILE is not None:
-        env["COVERAGE_FILE"] = _COVERAGE_FILE
     if fake is not None:
         env["BABOU_BASE_URL"] = fake.base_url
         env["BABOU_API_KEY"] = fake.api_key
