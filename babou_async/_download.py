@@ -319,10 +319,6 @@ def _discard_sync(f: BinaryIO, part: Path) -> None:
             part.unlink()
 
 
-async def _to_thread(func: Callable[..., object], *args: object) -> object:
-    return await anyio.to_thread.run_sync(func, *args)
-
-
 async def resolve_target(dest: str | os.PathLike[str], project_id: str) -> Path:
     """The final path for ``project_id`` given a directory or file destination."""
     text = os.fspath(dest)

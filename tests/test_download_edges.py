@@ -1,0 +1,164 @@
+"""Download edge cases: odd answers from the download host, the disk, and the pure helpers."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from babou_async import BabouSession, DownloadError, PollPolicy, RetryPolicy
+from babou_async._download import _commit_sync, _Fetcher, _write_sync
+from babou_async.testing import FakeBabou
+
+pytestmark = pytest.mark.anyio
+
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
+
+
+@pytest.fixture
+async def babou(fake: FakeBabou) -> AsyncIterator[BabouSession]:
+    fake.export_video_size = 100_000
+    async with BabouSession(
+        fake.api_key, base_url=fake.base_url, retry=FAST_RETRY, poll=PollPolicy.fast()
+    ) as session:
+        yield session
+
+
+async def completed(fake: FakeBabou, babou: BabouSession) -> str:
+    pid = fake.seed_project()
+    await babou.start_export(pid)
+    await babou.wait_for_export(pid, timeout=10)
+    return pid
+
+
+async def listing(path: Path) -> list[str]:
+    return sorted([p.name async for p in anyio.Path(path).iterdir()])
+
+
+async def test_transient_asset_errors_are_retried(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """429 and 503 from the download host are retried, honouring Retry-After."""
+    pid = await completed(fake, babou)
+    fake.inject("GET", "/exports/*", origin="asset", status=503, headers={"Retry-After": "0"})
+    fake.inject("GET", "/exports/*", origin="asset", status=429)
+    result = await babou.download_export(pid, tmp_path)
+    assert fake.video_bytes(pid) == await anyio.Path(result.path or tmp_path).read_bytes()
+
+
+async def test_persistent_asset_errors_give_up(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A download host that keeps failing ends in DownloadError after the retry budget."""
+    pid = await completed(fake, babou)
+    fake.inject("GET", "/exports/*", origin="asset", status=500, times=None)
+    with pytest.raises(DownloadError, match="giving up after 3 attempts"):
+        await babou.download_export(pid, tmp_path)
+    assert [] == await listing(tmp_path)
+
+
+async def test_too_long_retry_after_from_asset_host(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A Retry-After beyond the policy's cap fails at once rather than sleeping."""
+    pid = await completed(fake, babou)
+    fake.inject("GET", "/exports/*", origin="asset", status=429, headers={"Retry-After": "999"})
+    with pytest.raises(DownloadError, match="wait 999s"):
+        await babou.download_export(pid, tmp_path)
+
+
+async def test_unexpected_client_error_from_asset_host(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A 400 from the download host is not retried."""
+    pid = await completed(fake, babou)
+    fake.inject("GET", "/exports/*", origin="asset", status=400, times=None)
+    with pytest.raises(DownloadError, match="HTTP 400"):
+        await babou.download_export(pid, tmp_path)
+    assert len(fake.find_requests(origin="asset")) == 1
+
+
+async def test_progress_callback_errors_are_logged_not_fatal(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raising progress callback does not break the download."""
+    pid = await completed(fake, babou)
+
+    def progress(_pid: str, _done: int, _total: int | None) -> None:
+        raise RuntimeError("display crashed")
+
+    with caplog.at_level(logging.ERROR, logger="babou_async"):
+        result = await babou.download_export(pid, tmp_path, progress=progress)
+    assert result.ok
+    assert "progress callback raised" in caplog.text
+
+
+async def test_unusable_destination_is_a_download_error(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A destination under a regular file, or a .part that is a directory, fails cleanly."""
+    pid = await completed(fake, babou)
+    blocker = tmp_path / "file"
+    await anyio.Path(blocker).write_bytes(b"x")
+    with pytest.raises(DownloadError, match="cannot use destination"):
+        await babou.download_export(pid, blocker / "sub" / "video.mp4")
+    await anyio.Path(tmp_path / f"{pid}.mp4.part").mkdir()
+    with pytest.raises(DownloadError, match="cannot write"):
+        await babou.download_export(pid, tmp_path)
+    with pytest.raises(ValueError, match="overwrite"):
+        await babou.download_export(pid, tmp_path, overwrite="yes")  # type: ignore[arg-type]
+
+
+def test_accept_checks_content_range() -> None:
+    """A 206 must start where we asked; '*' totals and new ETags are understood."""
+    fetcher = _Fetcher(None, "prj_x", "http://h/v.mp4", FAST_RETRY)  # type: ignore[arg-type]
+    with pytest.raises(DownloadError, match="Content-Range"):
+        fetcher._accept(206, {"content-range": "bytes 5-9/100"}, 0)
+    with pytest.raises(DownloadError, match="Content-Range"):
+        fetcher._accept(206, {}, 10)
+    assert (0, 10) == fetcher._accept(206, {"content-range": "bytes 10-19/*"}, 10)
+    assert fetcher.total is None
+    assert (0, 0) == fetcher._accept(200, {"content-length": "100", "etag": '"a"'}, 0)
+    assert (100, '"a"') == (fetcher.total, fetcher.etag)
+    # Server ignored Range with the same content: skip what we have.
+    assert (40, 40) == fetcher._accept(200, {"content-length": "100", "etag": '"a"'}, 40)
+    # New content (another strong ETag): start over.
+    assert (0, 0) == fetcher._accept(200, {"content-length": "120", "etag": '"b"'}, 40)
+    # A weak ETag cannot be used for If-Range.
+    fetcher._accept(200, {"etag": 'W/"c"'}, 0)
+    assert (None, None) == (fetcher.total, fetcher.etag)
+
+
+def test_write_sync_truncates_on_restart() -> None:
+    """Writing at an earlier position truncates what followed."""
+    buf = io.BytesIO()
+    _write_sync(buf, 0, b"hello world")  # type: ignore[arg-type]
+    _write_sync(buf, 0, b"bye")  # type: ignore[arg-type]
+    assert b"bye" == buf.getvalue()
+
+
+def test_commit_never_clobbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commit refuses an existing target, with or without hard links, unless overwriting."""
+    part, final = tmp_path / "v.part", tmp_path / "v.mp4"
+    part.write_bytes(b"new")
+    final.write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        _commit_sync(part, final, overwrite=False)
+
+    def no_links(*_args: object) -> None:
+        raise PermissionError("no hard links here")
+
+    monkeypatch.setattr("os.link", no_links)
+    with pytest.raises(FileExistsError):
+        _commit_sync(part, final, overwrite=False)
+    assert b"old" == final.read_bytes()
+    final.unlink()
+    _commit_sync(part, final, overwrite=False)
+    assert (b"new", False) == (final.read_bytes(), part.exists())
+    part.write_bytes(b"newer")
+    _commit_sync(part, final, overwrite=True)
+    assert b"newer" == final.read_bytes()
