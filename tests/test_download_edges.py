@@ -113,6 +113,10 @@ async def test_unusable_destination_is_a_download_error(
         await babou.download_export(pid, tmp_path, overwrite="yes")  # type: ignore[arg-type]
 
 
+def state(fetcher: _Fetcher) -> tuple[int | None, str | None]:
+    return fetcher.total, fetcher.etag
+
+
 def test_accept_checks_content_range() -> None:
     """A 206 must start where we asked; '*' totals and new ETags are understood."""
     fetcher = _Fetcher(None, "prj_x", "http://h/v.mp4", FAST_RETRY)  # type: ignore[arg-type]
@@ -123,21 +127,21 @@ def test_accept_checks_content_range() -> None:
     assert (0, 10) == fetcher._accept(206, {"content-range": "bytes 10-19/*"}, 10)
     assert fetcher.total is None
     assert (0, 0) == fetcher._accept(200, {"content-length": "100", "etag": '"a"'}, 0)
-    assert (100, '"a"') == (fetcher.total, fetcher.etag)
+    assert (100, '"a"') == state(fetcher)
     # Server ignored Range with the same content: skip what we have.
     assert (40, 40) == fetcher._accept(200, {"content-length": "100", "etag": '"a"'}, 40)
     # New content (another strong ETag): start over.
     assert (0, 0) == fetcher._accept(200, {"content-length": "120", "etag": '"b"'}, 40)
     # A weak ETag cannot be used for If-Range.
     fetcher._accept(200, {"etag": 'W/"c"'}, 0)
-    assert (None, None) == (fetcher.total, fetcher.etag)
+    assert (None, None) == state(fetcher)
 
 
 def test_write_sync_truncates_on_restart() -> None:
     """Writing at an earlier position truncates what followed."""
     buf = io.BytesIO()
-    _write_sync(buf, 0, b"hello world")  # type: ignore[arg-type]
-    _write_sync(buf, 0, b"bye")  # type: ignore[arg-type]
+    _write_sync(buf, 0, b"hello world")
+    _write_sync(buf, 0, b"bye")
     assert b"bye" == buf.getvalue()
 
 
