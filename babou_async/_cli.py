@@ -429,7 +429,9 @@ class _OverallLine:
         for phase in _PHASES:
             if counts[phase]:
                 line.append("  ")
-                line.append(f"{phase} {counts[phase]}", style=styles[phase])
+                # "completed" on the server, not downloaded yet: "ready" (to download).
+                label = "ready" if phase == "completed" else phase
+                line.append(f"{label} {counts[phase]}", style=styles[phase])
         line.append("  ")
         line.append(f"ok {counts['ok']}", style="green")
         if counts["failed"]:
@@ -854,9 +856,19 @@ def _build_cli() -> click.Group:
         type=click.Path(file_okay=False, path_type=Path),
         help="Directory for the videos (<project_id>.mp4).",
     )
-    @click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True)
     @click.option(
-        "--download-concurrency", type=click.IntRange(min=1), default=4, show_default=True
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=32,
+        show_default=True,
+        help="Exports followed at once.",
+    )
+    @click.option(
+        "--download-concurrency",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        help="Downloads at once.",
     )
     @click.option(
         "--timeout",
@@ -935,7 +947,13 @@ def _build_cli() -> click.Group:
         type=click.Path(file_okay=False, path_type=Path),
         help="Directory for the videos (<project_id>.mp4).",
     )
-    @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+    @click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        help="Downloads at once.",
+    )
     @click.option("--overwrite", is_flag=True, help="Replace existing videos.")
     @json_option
     @pass_config
