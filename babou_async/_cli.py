@@ -1097,7 +1097,9 @@ def _build_cli() -> click.Group:
         final = [rows[pid] for pid in ids]
         if not watch:  # --watch printed (or drew) every transition already
             _print_rows(
-                final if as_json else [{**r, "detail": _status_detail(r)} for r in final],
+                [{"type": "status", **r} for r in final]
+                if as_json
+                else [{**r, "detail": _status_detail(r)} for r in final],
                 [("project_id", "Project"), ("status", "Status"), ("detail", "Detail")],
                 as_json,
             )

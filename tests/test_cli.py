@@ -299,6 +299,7 @@ async def test_status_json_and_exit_codes(fake: FakeBabou) -> None:
     ok = await babou("status", done, "--json", fake=fake)
     assert ok.returncode == 0, ok.stderr
     (row,) = ok.json_lines()
+    assert row["type"] == "status"
     assert row["project_id"] == done
     assert row["status"] == "completed"
     assert row["download_url"].startswith(fake.asset_base_url)
