@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ._batch import EventCallback, ExportEvent
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts
-from ._download import ProgressCallback
+from ._download import ProgressCallback, ResultCallback
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -96,6 +96,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResultCallback",
     "RetryPolicy",
     "ServerError",
     "Timeouts",

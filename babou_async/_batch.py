@@ -135,6 +135,7 @@ async def export_many(
     finished: dict[str, ExportResult] = {}
     source = _iterate(project_ids)
     lock = anyio.Lock()
+    input_error: Exception | None = None
 
     def emit(event: ExportEvent) -> None:
         if progress is None:
@@ -152,18 +153,28 @@ async def export_many(
 
     async def next_job() -> _Job | None:
         # Input is read lazily, one ID per idle watcher, so 10,000 IDs cost no tasks.
+        nonlocal input_error
         async with lock:
-            async for pid in source:
-                index = len(slots)
-                slots.append(finished.get(pid))
-                if pid in finished:
-                    continue
-                if pid in positions:
-                    positions[pid].append(index)
-                    continue
-                positions[pid] = [index]
-                return _Job(index=index, project_id=pid)
+            try:
+                return await read_job()
+            except Exception as exc:  # noqa: BLE001 - the caller's iterable failed: re-raised after the batch stops
+                input_error = input_error or exc
+                return None
+
+    async def read_job() -> _Job | None:
+        if input_error is not None:
             return None
+        async for pid in source:
+            index = len(slots)
+            slots.append(finished.get(pid))
+            if pid in finished:
+                continue
+            if pid in positions:
+                positions[pid].append(index)
+                continue
+            positions[pid] = [index]
+            return _Job(index=index, project_id=pid)
+        return None
 
     def failed(job: _Job, error: BabouError, status: ExportStatus | None = None) -> None:
         finish(
@@ -272,6 +283,8 @@ async def export_many(
             tg.start_soon(watcher, send.clone())
         send.close()
         receive.close()
+    if input_error is not None:
+        raise input_error
     results = [slot for slot in slots if slot is not None]
     assert len(results) == len(slots)  # noqa: S101 - every job ends in finish()
     return results

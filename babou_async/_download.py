@@ -47,7 +47,13 @@ from ._transport import SendFailure
 if TYPE_CHECKING:
     from ._session import BabouSession
 
-__all__ = ["ProgressCallback", "download_export", "download_exports", "iter_export_bytes"]
+__all__ = [
+    "ProgressCallback",
+    "ResultCallback",
+    "download_export",
+    "download_exports",
+    "iter_export_bytes",
+]
 
 log = logging.getLogger("babou_async")
 
@@ -56,6 +62,10 @@ log = logging.getLogger("babou_async")
 #: buffer (about every MiB) and once at the end; it must not block. Exceptions it raises
 #: are logged and ignored.
 ProgressCallback = Callable[[str, int, "int | None"], object]
+
+#: ``on_result(result)``: called from the event loop as each download of
+#: ``download_exports`` ends (ok or not); it must not block. Exceptions are logged.
+ResultCallback = Callable[[DownloadResult], object]
 
 READ_CHUNK = 256 * 1024
 WRITE_BUFFER = 1024 * 1024
@@ -375,6 +385,7 @@ async def download_export(
 
     def before_body(total: int | None) -> bool:
         if existing is None:
+            _call_progress(progress, project_id, 0, total)  # a display can show it started
             return True
         if total is not None and total == existing:
             return False  # already complete: skip
@@ -492,6 +503,7 @@ async def download_exports(
     concurrency: int = 4,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    on_result: ResultCallback | None = None,
     retry: RetryPolicy | None = None,
 ) -> list[DownloadResult]:
     """
@@ -525,7 +537,12 @@ async def download_exports(
 
     async def worker() -> None:
         for pid in queue:  # the shared iterator hands each ID to exactly one worker
-            results[pid] = await one(pid)
+            results[pid] = result = await one(pid)
+            if on_result is not None:
+                try:
+                    on_result(result)
+                except Exception:
+                    log.exception("on_result callback raised; ignored")
 
     async with anyio.create_task_group() as tg:
         for _ in range(min(concurrency, len(unique))):

@@ -14,6 +14,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Generator,
+    Iterable,
     Sequence,
 )
 from functools import partial
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     import aiohttp
     from typing_extensions import Self
 
-    from ._download import ProgressCallback
+    from ._batch import EventCallback
+    from ._download import ProgressCallback, ResultCallback
     from ._models import DownloadResult, ExportResult
 
 __all__ = ["AsyncPager", "BabouSession"]
@@ -934,13 +936,15 @@ class BabouSession:
         concurrency: int = 4,
         overwrite: bool = False,
         progress: ProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
         retry: RetryPolicy | None = None,
     ) -> list[DownloadResult]:
         """
         Download many completed exports at once, at most ``concurrency`` in flight.
 
         Results are in input order; one failure never fails the others (its
-        :class:`DownloadResult` carries the error).
+        :class:`DownloadResult` carries the error). ``on_result(result)`` is called as
+        each download ends, for displays that report as they go.
         """
         from ._download import download_exports  # noqa: PLC0415
 
@@ -951,6 +955,7 @@ class BabouSession:
             concurrency=concurrency,
             overwrite=overwrite,
             progress=progress,
+            on_result=on_result,
             retry=retry,
         )
 
@@ -968,7 +973,7 @@ class BabouSession:
 
     async def export_many(
         self,
-        project_ids: Sequence[str] | AsyncIterable[str],
+        project_ids: Iterable[str] | AsyncIterable[str],
         dest_dir: str | os.PathLike[str],
         *,
         start: bool = True,
@@ -977,7 +982,7 @@ class BabouSession:
         timeout: float | dt.timedelta = 900.0,
         poll: PollPolicy | None = None,
         overwrite: bool = False,
-        progress: Any = None,
+        progress: EventCallback | None = None,
     ) -> list[ExportResult]:
         """
         Export many projects: start, watch, and download each as soon as it completes.

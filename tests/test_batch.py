@@ -192,3 +192,17 @@ async def test_bad_arguments(babou: BabouSession, tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         await babou.export_many([], tmp_path, download_concurrency=-1)
     assert [] == await babou.export_many([], tmp_path)
+
+
+async def test_failing_input_iterable_raises_its_own_error(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """An error from the caller's ID source is re-raised as itself, not an ExceptionGroup."""
+    pid = fake.seed_project()
+
+    async def ids() -> AsyncIterator[str]:
+        yield pid
+        raise OSError("input file vanished")
+
+    with pytest.raises(OSError, match="input file vanished"):
+        await babou.export_many(ids(), tmp_path)

@@ -12,6 +12,7 @@ import pytest
 from babou_async import (
     BabouSession,
     DownloadError,
+    DownloadResult,
     ExportFailedError,
     ExportNotReadyError,
     PollPolicy,
@@ -257,3 +258,26 @@ async def test_download_many_bounded_and_isolated(
     for pid in ids:
         assert fake.video_sha256(pid) == await sha256(tmp_path / f"{pid}.mp4")
     assert sorted(f"{pid}.mp4" for pid in ids) == await listing(tmp_path)
+
+
+async def test_results_are_reported_as_they_come(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """download_exports calls on_result per download, and progress starts at 0 bytes."""
+    fake.export_video_size = 64 * 1024
+    ids = [await completed(fake, babou, f"P{i}") for i in range(3)]
+    reported: list[str] = []
+    first_progress: dict[str, int] = {}
+
+    def progress(pid: str, done: int, _total: int | None) -> None:
+        first_progress.setdefault(pid, done)
+
+    def on_result(result: DownloadResult) -> None:
+        assert result.ok
+        reported.append(result.project_id)
+        raise RuntimeError("a display bug must not break the batch")
+
+    results = await babou.download_exports(ids, tmp_path, progress=progress, on_result=on_result)
+    assert sorted(ids) == sorted(reported)
+    assert all(r.ok for r in results)
+    assert dict.fromkeys(ids, 0) == first_progress
