@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 import attrs
@@ -58,9 +58,16 @@ class ExportEvent:
     result: ExportResult | None = None
 
 
-#: ``progress(event)``: a plain function, called from the event loop; it must not block.
-#: Exceptions it raises are logged and ignored.
-EventCallback = Callable[[ExportEvent], object]
+class EventCallback(Protocol):
+    """
+    Batch progress: any callable ``progress(event)`` taking an :class:`ExportEvent`.
+
+    A plain function will do. It is called from the event loop and must not block.
+    Exceptions it raises are logged and ignored.
+    """
+
+    def __call__(self, event: ExportEvent, /) -> object:
+        """Report one step of the batch."""
 
 
 def _now() -> dt.datetime:

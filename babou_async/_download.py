@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import anyio
 import anyio.to_thread
@@ -57,15 +57,32 @@ __all__ = [
 
 log = logging.getLogger("babou_async")
 
-#: ``progress(project_id, bytes_done, bytes_total)``; ``bytes_total`` is ``None`` when the
-#: server did not announce a size. Called from the event loop, at most once per written
-#: buffer (about every MiB) and once at the end; it must not block. Exceptions it raises
-#: are logged and ignored.
-ProgressCallback = Callable[[str, int, "int | None"], object]
 
-#: ``on_result(result)``: called from the event loop as each download of
-#: ``download_exports`` ends (ok or not); it must not block. Exceptions are logged.
-ResultCallback = Callable[[DownloadResult], object]
+class ProgressCallback(Protocol):
+    """
+    Download progress: any callable ``progress(project_id, bytes_done, bytes_total)``.
+
+    A plain function will do. It is called from the event loop, once with 0 bytes when the
+    download starts, at most once per written buffer (about every MiB), and once at the
+    end; it must not block. ``bytes_total`` is ``None`` when the server announced no size.
+    Exceptions it raises are logged and ignored.
+    """
+
+    def __call__(self, project_id: str, bytes_done: int, bytes_total: int | None, /) -> object:
+        """Report that ``bytes_done`` of ``bytes_total`` bytes of ``project_id`` are saved."""
+
+
+class ResultCallback(Protocol):
+    """
+    Per-download results of ``download_exports``: any callable ``on_result(result)``.
+
+    Called from the event loop as each download ends, ok or not; it must not block.
+    Exceptions it raises are logged and ignored.
+    """
+
+    def __call__(self, result: DownloadResult, /) -> object:
+        """Report one finished download."""
+
 
 READ_CHUNK = 256 * 1024
 WRITE_BUFFER = 1024 * 1024

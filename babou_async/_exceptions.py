@@ -161,8 +161,10 @@ class ValidationError(APIError, ValueError):
     Either the server said so (HTTP 400), or, before anything was sent, the client's own
     checks of the documented limits did.
 
-    A client-side rejection has ``status=None`` and ``code="VALIDATION_ERROR"``, and
-    :attr:`field` names the offending argument.
+    A client-side rejection has ``status=None`` and ``code="VALIDATION_ERROR"``.
+
+    Attributes:
+        field: The offending argument, for client-side rejections (``None`` otherwise).
     """
 
     def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:

@@ -173,7 +173,7 @@ class Prompt:
 
     @property
     def is_done(self) -> bool:
-        """Whether the prompt finished: a ``result`` arrived or a terminal status was sent."""
+        """Whether the prompt finished (a ``result`` arrived or a terminal status was sent)."""
         if self.status is not None:
             return PromptStatus.parse(self.status) in (
                 PromptStatus.COMPLETED,

@@ -568,8 +568,8 @@ class BabouSession:
                 a 429; an async iterator cannot be replayed, so it is sent once.
 
         Raises:
-            ValidationError: Unknown or unsupported type, or a file over 100 MB; nothing is
-                sent.
+            ValidationError: Unknown or unsupported type, or a file over 100 MB (nothing
+                is sent).
             PayloadTooLargeError: The server refused the size.
         """
         if isinstance(source, (str, os.PathLike)):
@@ -913,9 +913,23 @@ class BabouSession:
         """
         Download a completed export's video to ``dest`` (a directory or a file path).
 
-        See :func:`babou_async._download.download_export` for the guarantees: streamed to
-        a ``.part`` file and renamed atomically, resumed with ``Range`` after a drop, a
-        fresh URL fetched when the old one expired, an existing complete file skipped.
+        The video streams in chunks to ``<final>.part`` beside the target (written by a
+        worker thread, memory flat whatever the size), is checked against
+        ``Content-Length``, and is renamed into place atomically only once complete: nobody
+        ever sees a half-written file, and a failure or cancellation removes the ``.part``.
+        A dropped connection resumes with ``Range`` (``If-Range`` on a strong ``ETag``), or
+        restarts if the server ignores ``Range``; an expired URL (403/404/410) is replaced by
+        a fresh one from :meth:`get_export`. An existing complete file is skipped, a
+        different one is never clobbered unless ``overwrite=True``. The API key is never
+        sent to the download host.
+
+        Args:
+            project_id: ``prj_...``.
+            dest: A directory (the file is then ``<project_id>.mp4``) or a file path.
+            overwrite: Replace an existing file.
+            progress: ``progress(project_id, bytes_done, bytes_total)``.
+            retry: Overrides the session's retry policy (it also bounds resumes and URL
+                refreshes without progress).
 
         Raises:
             ExportNotReadyError: The export is not completed.
@@ -987,7 +1001,28 @@ class BabouSession:
         """
         Export many projects: start, watch, and download each as soon as it completes.
 
-        See :func:`babou_async._batch.export_many`.
+        For each project: start the export (a 409 "already in progress" means the running
+        one is followed instead), watch it to a terminal status, and download it to
+        ``dest_dir/<project_id>.mp4`` while the others are still being watched. A project
+        whose video is already in ``dest_dir`` is skipped without any request (files only
+        ever appear there complete), so a re-run does only what is left. Tasks and memory
+        are bounded by the two concurrency limits, not by the number of IDs.
+
+        Args:
+            project_ids: IDs from any iterable or async iterable; duplicates are exported
+                once and reported at each of their positions.
+            dest_dir: Directory for the videos (created if missing).
+            start: Start the exports; ``False`` only follows exports started elsewhere.
+            concurrency: Exports followed at once.
+            download_concurrency: Downloads at once.
+            timeout: Per-project deadline for the export to become terminal.
+            poll: Overrides the session's poll policy.
+            overwrite: Re-export and replace videos already on disk.
+            progress: ``progress(event)`` with an :class:`ExportEvent` per step.
+
+        Returns:
+            One :class:`ExportResult` per input ID, in input order. One project failing
+            never affects the others; its result carries the error.
         """
         from ._batch import export_many  # noqa: PLC0415
 

@@ -64,15 +64,8 @@ nitpick_ignore_regex = [
     (r"py:(class|obj)", r"babou_async\._session\.T"),
 ]
 nitpick_ignore = [
-    # Slips in library docstrings, reported to their owners; drop each entry once fixed.
-    # BabouSession.download_export / export_many point at private helpers for details.
-    ("py:func", "babou_async._download.download_export"),
-    ("py:func", "babou_async._batch.export_many"),
-    # Prompt.is_done's summary has a colon, which napoleon reads as "type: description".
-    ("py:class", "Whether the prompt finished"),
-    # ValidationError.field and FakeBabou's settable attributes are documented as
-    # arguments only, so :attr: has no target.
-    ("py:attr", "field"),
+    # FakeBabou's settable attributes are documented as constructor arguments only, so
+    # :attr: has no target.
     ("py:attr", "export_video_size"),
     ("py:attr", "asset_seconds"),
     ("py:attr", "url_ttl"),
