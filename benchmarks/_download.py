@@ -93,8 +93,8 @@ def _run_ours(server: ServerProcess, ids: list[str], dest: Path) -> tuple[float,
 
 def run(opts: Options) -> list[Result]:
     count = opts.pick(8, 8, 2)
-    size = opts.pick(64 * MiB, 4 * MiB, 256 * 1024)
-    reps = opts.pick(7, 3, 1)
+    size = opts.pick(64 * MiB, 8 * MiB, 256 * 1024)
+    reps = opts.pick(9, 5, 1)
     warmups = opts.pick(1, 1, 0)
     name = "download.throughput"
     target = f"ours/curl >= {TARGET:.2f}"
