@@ -2,8 +2,8 @@
 Memory stays flat whatever the file size.
 
 Each download runs in a fresh interpreter (``python -m benchmarks._memory child ...``)
-that reports its peak resident set size (``getrusage``'s ``ru_maxrss``, exact, no
-sampling) after ``BabouSession.download_export`` of one export. A small and a large
+that reports its peak resident set size (the kernel's high-water mark, ``VmHWM``: exact,
+no sampling) after ``BabouSession.download_export`` of one export. A small and a large
 export are downloaded alternately; the figure is the difference of the median peaks.
 """
 
@@ -28,9 +28,22 @@ TARGET_MIB = 32.0
 
 
 def _peak_rss() -> int:
-    """Peak RSS of this process in bytes (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+    """
+    Peak RSS of this process in bytes.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's
+    own address space. Not ``ru_maxrss``, which after fork+exec also remembers the
+    parent's RSS at the time of the fork (the benchmark runner's, tens of MiB).
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 async def _child(base_url: str, api_key: str, project_id: str, dest: str) -> dict[str, Any]:
