@@ -106,8 +106,9 @@ class PollPolicy:
     When the server gives an ``estimated_time`` such as ``"2-5 minutes"`` and
     :attr:`use_estimate` is true, the poller does not hammer the API before the job could
     possibly be done: before the lower bound it sleeps in long steps (at most
-    :attr:`max_delay`) aimed at the moment the job becomes due; from then on it restarts at
-    :attr:`initial_delay`, so a finished job is noticed within seconds.
+    :attr:`max_delay`) aimed at the moment the job becomes due; inside the estimated window
+    it polls every :attr:`initial_delay`, so a finished job is noticed within seconds; past
+    the upper bound it backs off again.
 
     Attributes:
         initial_delay: First delay, in seconds.

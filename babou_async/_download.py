@@ -331,11 +331,12 @@ def _open_part(part: Path) -> BinaryIO:
     return part.open("wb")
 
 
-def _write_sync(f: BinaryIO, position: int, data: bytes) -> None:
+def _write_sync(f: BinaryIO, position: int, chunks: list[bytes]) -> None:
+    # The chunks are written as they came: joining them would cost the event loop a copy.
     if f.tell() != position:
         f.seek(position)
         f.truncate()
-    f.write(data)
+    f.writelines(chunks)
 
 
 def _discard_sync(f: BinaryIO, part: Path) -> None:
@@ -437,9 +438,8 @@ async def download_export(
             if buffered >= WRITE_BUFFER:
                 if pending is not None:
                     await pending
-                data = b"".join(buf)
                 # One write in flight while the next buffer fills: disk and network overlap.
-                pending = loop.run_in_executor(None, _write_sync, f, buf_start, data)
+                pending = loop.run_in_executor(None, _write_sync, f, buf_start, buf)
                 buf_start += buffered
                 written = buf_start
                 buf, buffered = [], 0
@@ -453,7 +453,7 @@ async def download_export(
                 project_id=project_id, path=final, bytes=existing or 0, ok=True, skipped=True
             )
         if buf:
-            await loop.run_in_executor(None, _write_sync, f, buf_start, b"".join(buf))
+            await loop.run_in_executor(None, _write_sync, f, buf_start, buf)
         written = buf_start + buffered
         await anyio.to_thread.run_sync(f.flush)
         await anyio.to_thread.run_sync(f.close)

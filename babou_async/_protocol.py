@@ -885,18 +885,26 @@ def next_poll_delay(
 
     Args:
         policy: The poll policy.
-        polls_since_due: Polls made since the job became due (see below), 0 for the next.
+        polls_since_due: Polls made since the job became overdue (see below), 0 for the
+            next.
         elapsed: Seconds since the job started (or since we began watching).
         estimate: The server's ``(low, high)`` estimate in seconds, if any.
         rand: A uniform draw in ``[0, 1)`` for the jitter.
 
-    Before the estimate's lower bound, the delay aims at that moment in steps of at most
-    ``max_delay``; once due (or without an estimate) it grows from ``initial_delay`` by
-    ``multiplier`` up to ``max_delay``. The caller counts ``polls_since_due`` only once
-    ``elapsed`` has passed the lower bound.
+    With an estimate, three phases:
+
+    * before its lower bound, the delay aims at that moment in steps of at most
+      ``max_delay`` (no point polling a "2-5 minutes" job every 2 s for 2 minutes);
+    * inside the window, the job may finish any moment: a steady ``initial_delay``, so a
+      finished job is noticed within that;
+    * past the upper bound (or with no estimate at all), the delay grows from
+      ``initial_delay`` by ``multiplier`` up to ``max_delay``. The caller counts
+      ``polls_since_due`` only in this phase.
     """
     factor = 1.0 + policy.jitter * (2.0 * rand - 1.0)
-    if policy.use_estimate and estimate is not None and elapsed < estimate[0]:
+    if policy.use_estimate and estimate is not None and elapsed < estimate[1]:
+        if elapsed >= estimate[0]:
+            return min(policy.initial_delay, policy.max_delay) * factor
         until_due = estimate[0] - elapsed
         # Land on the due moment, never later: jitter only shortens this delay.
         delay = min(until_due, policy.max_delay)

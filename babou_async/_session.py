@@ -858,7 +858,8 @@ class BabouSession:
                     "deadline passed", resource_id="", last_status=last_status, timeout=timeout
                 ) from last_error
             elapsed = self._clock() - start
-            due = estimate is None or elapsed >= estimate[0]
+            # Backoff starts once the job outlives its estimate (see next_poll_delay).
+            due = estimate is None or not policy.use_estimate or elapsed >= estimate[1]
             delay = proto.next_poll_delay(
                 policy,
                 polls_since_due=polls_since_due if due else 0,

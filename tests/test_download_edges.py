@@ -140,8 +140,8 @@ def test_accept_checks_content_range() -> None:
 def test_write_sync_truncates_on_restart() -> None:
     """Writing at an earlier position truncates what followed."""
     buf = io.BytesIO()
-    _write_sync(buf, 0, b"hello world")
-    _write_sync(buf, 0, b"bye")
+    _write_sync(buf, 0, [b"hello ", b"world"])
+    _write_sync(buf, 0, [b"bye"])
     assert b"bye" == buf.getvalue()
 
 
