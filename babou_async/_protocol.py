@@ -23,7 +23,6 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
 
 import attrs
 
@@ -276,8 +275,7 @@ class RequestSpec:
     retry_mode: RetryMode = RetryMode.IDEMPOTENT
 
 
-def _seg(value: str) -> str:
-    return quote(value, safe="")
+# Path segments are IDs that check_id() limited to [A-Za-z0-9_-]: nothing to percent-encode.
 
 
 def build_create_project(
@@ -311,7 +309,7 @@ def build_list_projects(limit: int, offset: int) -> RequestSpec:
 
 def build_get_project(project_id: object) -> RequestSpec:
     """``GET /projects/{projectId}``."""
-    return RequestSpec(method="GET", path=f"/projects/{_seg(check_project_id(project_id))}")
+    return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}")
 
 
 def build_create_chapter(project_id: object, name: object, duration: object = None) -> RequestSpec:
@@ -328,7 +326,7 @@ def build_create_chapter(project_id: object, name: object, duration: object = No
         body["duration"] = duration
     return RequestSpec(
         method="POST",
-        path=f"/projects/{_seg(pid)}/chapters",
+        path=f"/projects/{pid}/chapters",
         json=body,
         retry_mode=RetryMode.CREATE,
     )
@@ -336,16 +334,14 @@ def build_create_chapter(project_id: object, name: object, duration: object = No
 
 def build_list_chapters(project_id: object) -> RequestSpec:
     """``GET /projects/{projectId}/chapters``."""
-    return RequestSpec(
-        method="GET", path=f"/projects/{_seg(check_project_id(project_id))}/chapters"
-    )
+    return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}/chapters")
 
 
 def build_get_chapter(project_id: object, chapter_id: object) -> RequestSpec:
     """``GET /projects/{projectId}/chapters/{chapterId}``."""
     pid = check_project_id(project_id)
     cid = check_chapter_id(chapter_id)
-    return RequestSpec(method="GET", path=f"/projects/{_seg(pid)}/chapters/{_seg(cid)}")
+    return RequestSpec(method="GET", path=f"/projects/{pid}/chapters/{cid}")
 
 
 def build_submit_prompt(
@@ -358,7 +354,7 @@ def build_submit_prompt(
     _check_bool(force, "force")
     return RequestSpec(
         method="POST",
-        path=f"/projects/{_seg(pid)}/chapters/{_seg(cid)}/prompt",
+        path=f"/projects/{pid}/chapters/{cid}/prompt",
         json={"content": content, "force": force},
         retry_mode=RetryMode.CREATE,
     )
@@ -380,21 +376,21 @@ def build_list_assets(
 
 def build_get_asset(asset_id: object) -> RequestSpec:
     """``GET /assets/{assetId}``."""
-    return RequestSpec(method="GET", path=f"/assets/{_seg(check_asset_id(asset_id))}")
+    return RequestSpec(method="GET", path=f"/assets/{check_asset_id(asset_id)}")
 
 
 def build_start_export(project_id: object) -> RequestSpec:
     """``POST /projects/{projectId}/export``: no body is documented, none is sent."""
     return RequestSpec(
         method="POST",
-        path=f"/projects/{_seg(check_project_id(project_id))}/export",
+        path=f"/projects/{check_project_id(project_id)}/export",
         retry_mode=RetryMode.START_EXPORT,
     )
 
 
 def build_get_export(project_id: object) -> RequestSpec:
     """``GET /projects/{projectId}/export``."""
-    return RequestSpec(method="GET", path=f"/projects/{_seg(check_project_id(project_id))}/export")
+    return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}/export")
 
 
 # --------------------------------------------------------------------------------------

@@ -157,11 +157,19 @@ class RequestBudget:
             self._state = AdaptiveRate(self._config, self._clock())
         return self._state
 
+    def reserve(self) -> float:
+        """Take a token now; return how long to wait before sending (0 almost always)."""
+        if self._passive:
+            return 0.0
+        return self._ensure().reserve(self._clock())
+
+    async def acquire_after(self, delay: float) -> None:
+        """Sleep the ``delay`` that :meth:`reserve` asked for."""
+        await self._sleep(delay)
+
     async def acquire(self) -> None:
         """Wait until this request may go out."""
-        if self._passive:
-            return
-        delay = self._ensure().reserve(self._clock())
+        delay = self.reserve()
         if delay > 0:
             await self._sleep(delay)
 

@@ -304,7 +304,11 @@ class BabouSession:
         while True:
             attempt += 1
             body = data() if callable(data) else data
-            await self._budget.acquire()
+            # The budget is checked synchronously: no coroutine per request when, as
+            # almost always, there is nothing to wait for.
+            delay = self._budget.reserve()
+            if delay > 0:
+                await self._budget.acquire_after(delay)
             try:
                 raw = await self._transport.send(
                     spec.method, url, headers=headers, params=spec.params, data=body
