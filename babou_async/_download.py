@@ -26,6 +26,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
+from urllib.parse import urljoin
 
 import anyio
 import anyio.to_thread
@@ -126,8 +127,7 @@ class _Fetcher:
         )
 
     async def _refresh_url(self) -> None:
-        export = await self.session.get_export(self.project_id, retry=self.retry)
-        self.url = _completed_url(export)
+        self.url = await _download_url(self.session, self.project_id, self.retry)
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
         transport = self.session._transport  # noqa: SLF001 - same package
@@ -271,12 +271,35 @@ class _Fetcher:
         return offset, offset
 
 
-def _completed_url(export: Export) -> str:
+def _completed_url(export: Export) -> str | None:
+    """The export's download URL; ``None`` if completed without one (yet)."""
     if export.status is ExportStatus.FAILED:
         raise ExportFailedError(export.project_id, export.error)
-    if export.status is not ExportStatus.COMPLETED or not export.download_url:
+    if export.status is not ExportStatus.COMPLETED:
         raise ExportNotReadyError(export.project_id, export.status_raw)
     return export.download_url
+
+
+async def _download_url(
+    session: BabouSession, project_id: str, retry: RetryPolicy, export: Export | None = None
+) -> str:
+    """
+    Get a completed export's download URL, absolute.
+
+    "completed" with no URL yet is retried (backing off) within ``retry``: the status and
+    the URL may not be published at the same instant. A relative URL is resolved against
+    the API's base URL (the docs only show absolute ones).
+    """
+    for attempt in range(1, retry.attempts + 1):
+        if export is None:
+            export = await session.get_export(project_id, retry=retry)
+        url = _completed_url(export)
+        if url:
+            return urljoin(session.base_url + "/", url)
+        if attempt < retry.attempts:
+            await session._sleep(proto.backoff_delay(retry, attempt, session._random()))  # noqa: SLF001
+        export = None
+    raise ExportNotReadyError(project_id, "completed (no download_url)")
 
 
 def _call_progress(
@@ -388,9 +411,7 @@ async def download_export(
     if not isinstance(overwrite, bool):
         raise ValidationError("overwrite must be a bool", field="overwrite")
     policy = retry or session.retry
-    if export is None:
-        export = await session.get_export(project_id, retry=policy)
-    url = _completed_url(export)
+    url = await _download_url(session, project_id, policy, export)
     try:
         final = await resolve_target(dest, project_id)
     except OSError as exc:
@@ -499,8 +520,9 @@ async def iter_export_bytes(
     """
     proto.check_project_id(project_id)
     policy = retry or session.retry
-    export = await session.get_export(project_id, retry=policy)
-    fetcher = _Fetcher(session, project_id, _completed_url(export), policy)
+    fetcher = _Fetcher(
+        session, project_id, await _download_url(session, project_id, policy), policy
+    )
     delivered = 0
     async for position, chunk in fetcher:
         if position != delivered:

@@ -742,15 +742,21 @@ def _parse_page(
     return parsed, page
 
 
-def parse_export(raw: RawResponse, payload: object, project_id: str) -> Export:
+def parse_export(
+    raw: RawResponse, payload: object, project_id: str, *, default_status: str | None = None
+) -> Export:
     """
     Build an :class:`Export` from a start or status response.
 
     A failed export is an HTTP 200 whose body has ``error``: here it is a status, not an
     API error (its ``error`` field clashes in name with the error envelope's).
     The failed example omits ``download_url``; the in-progress one has ``null``: both work.
+    ``default_status`` stands in for a missing ``status`` (a start response is documented
+    as ``queued``; a status response must say).
     """
     obj = _object(raw, payload, "an export")
+    if default_status is not None and obj.get("status") is None:
+        obj = {**obj, "status": default_status}
     status_raw = _status(raw, obj, "status", "export")
     error = obj.get("error")
     if isinstance(error, Mapping):  # tolerate {"error": {"message": ...}}

@@ -707,7 +707,9 @@ class BabouSession:
                 "start_export %s: 409 after an ambiguous failure, export was started", project_id
             )
             return await self.get_export(project_id, retry=retry)
-        return proto.parse_export(raw, proto.parse_json(raw), project_id)
+        # An empty or status-less 2xx still means "started": the docs show "queued".
+        payload = proto.parse_json(raw) if raw.body.strip() else {}
+        return proto.parse_export(raw, payload, project_id, default_status="queued")
 
     async def get_export(self, project_id: str, *, retry: RetryPolicy | None = None) -> Export:
         """

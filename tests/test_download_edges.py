@@ -10,7 +10,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from babou_async import BabouSession, DownloadError, PollPolicy, RetryPolicy
+from babou_async import (
+    BabouSession,
+    DownloadError,
+    ExportNotReadyError,
+    PollPolicy,
+    RetryPolicy,
+)
 from babou_async._download import _commit_sync, _Fetcher, _write_sync
 from babou_async.testing import FakeBabou
 
@@ -166,3 +172,57 @@ def test_commit_never_clobbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     part.write_bytes(b"newer")
     _commit_sync(part, final, overwrite=True)
     assert b"newer" == final.read_bytes()
+
+
+async def test_completed_without_url_yet_is_polled_again(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """'completed' with a null download_url is retried until the URL is published."""
+    pid = await completed(fake, babou)
+    fake.inject("GET", f"/projects/{pid}/export", status=200, json={"status": "completed"}, times=2)
+    result = await babou.download_export(pid, tmp_path)
+    assert result.ok
+    assert len(fake.find_requests(method="GET", path=f"/api/v1/projects/{pid}/export")) >= 3
+
+
+async def test_url_that_never_appears_is_not_ready(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A completed export that never gets a URL ends in ExportNotReadyError."""
+    pid = await completed(fake, babou)
+    fake.inject(
+        "GET", f"/projects/{pid}/export", status=200, json={"status": "completed"}, times=None
+    )
+    with pytest.raises(ExportNotReadyError, match="no download_url"):
+        await babou.download_export(pid, tmp_path)
+
+
+async def test_relative_download_url_is_resolved(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A relative download URL is resolved against the API origin; still no key is sent."""
+    pid = await completed(fake, babou)
+    absolute = fake.download_url(pid)
+    relative = absolute.split("://", 1)[1].split("/", 1)[1]
+    fake.inject(
+        "GET",
+        f"/projects/{pid}/export",
+        status=200,
+        json={"status": "completed", "download_url": "/" + relative},
+    )
+    fake.inject("GET", "/" + relative.split("?")[0], status=307, headers={"Location": absolute})
+    result = await babou.download_export(pid, tmp_path)
+    assert fake.video_bytes(pid) == await anyio.Path(result.path or tmp_path).read_bytes()
+    redirected = [r for r in fake.find_requests(origin="api") if r.path.startswith("/exports/")]
+    assert redirected
+    assert all(r.header("Authorization") is None for r in redirected)
+
+
+async def test_start_export_tolerates_a_bare_answer(fake: FakeBabou, babou: BabouSession) -> None:
+    """A 202 with an empty body, or no status, still means the export started."""
+    pid = fake.seed_project()
+    fake.inject("POST", f"/projects/{pid}/export", status=202, body=b"")
+    started = await babou.start_export(pid)
+    assert ("queued", None) == (started.status_raw, started.message)
+    fake.inject("POST", f"/projects/{pid}/export", status=200, json={"message": "ok"})
+    assert "queued" == (await babou.start_export(pid)).status_raw
