@@ -18,11 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import enum
+import functools
 import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import attrs
 
@@ -46,9 +47,10 @@ from ._models import (
     Project,
     PromptSubmission,
 )
-from ._serialization import structure
+from ._serialization import converter, describe_error
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DEFAULT_BASE_URL: Final = "https://api.babou.ai/api/v1"
 
@@ -278,6 +280,24 @@ class RequestSpec:
 # Path segments are IDs that check_id() limited to [A-Za-z0-9_-]: nothing to percent-encode.
 
 
+def _cached(builder: Callable[P, RequestSpec]) -> Callable[P, RequestSpec]:
+    """
+    Memoise a GET builder whose arguments are IDs: polls rebuild the same spec every time.
+
+    Only valid string IDs are cached (a failed check raises and is not cached; anything
+    but a string goes to the builder, whose check reports it).
+    """
+    cached = functools.lru_cache(maxsize=4096)(builder)
+
+    @functools.wraps(builder)
+    def build(*args: P.args, **kwargs: P.kwargs) -> RequestSpec:
+        if not kwargs and all(type(arg) is str for arg in args):
+            return cached(*args)
+        return builder(*args, **kwargs)
+
+    return build
+
+
 def build_create_project(
     name: object, description: object = None, settings: object = None
 ) -> RequestSpec:
@@ -307,6 +327,7 @@ def build_list_projects(limit: int, offset: int) -> RequestSpec:
     )
 
 
+@_cached
 def build_get_project(project_id: object) -> RequestSpec:
     """``GET /projects/{projectId}``."""
     return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}")
@@ -332,11 +353,13 @@ def build_create_chapter(project_id: object, name: object, duration: object = No
     )
 
 
+@_cached
 def build_list_chapters(project_id: object) -> RequestSpec:
     """``GET /projects/{projectId}/chapters``."""
     return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}/chapters")
 
 
+@_cached
 def build_get_chapter(project_id: object, chapter_id: object) -> RequestSpec:
     """``GET /projects/{projectId}/chapters/{chapterId}``."""
     pid = check_project_id(project_id)
@@ -374,6 +397,7 @@ def build_list_assets(
     return RequestSpec(method="GET", path="/assets", params=params)
 
 
+@_cached
 def build_get_asset(asset_id: object) -> RequestSpec:
     """``GET /assets/{assetId}``."""
     return RequestSpec(method="GET", path=f"/assets/{check_asset_id(asset_id)}")
@@ -388,6 +412,7 @@ def build_start_export(project_id: object) -> RequestSpec:
     )
 
 
+@_cached
 def build_get_export(project_id: object) -> RequestSpec:
     """``GET /projects/{projectId}/export``."""
     return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}/export")
@@ -588,9 +613,10 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
 
 def _decode(raw: RawResponse, data: object, cls: type[T]) -> T:
     try:
-        return structure(data, cls)
-    except ValueError as exc:
-        raise decode_error(raw, f"unexpected {cls.__name__} in response: {exc}") from None
+        return converter.structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - any structuring failure is a DecodeError
+        detail = describe_error(exc)
+        raise decode_error(raw, f"unexpected {cls.__name__} in response: {detail}") from None
 
 
 def _object(raw: RawResponse, payload: object, what: str) -> Mapping[str, Any]:

@@ -75,16 +75,13 @@ def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
     """
-    Read a whole API response body, refusing one larger than ``MAX_API_BODY``.
+    Read a whole API response body of unknown or large size, up to ``MAX_API_BODY``.
 
-    (``resp.content.read(n)`` would return only what has arrived so far: a body that comes
-    in several TCP segments would be cut short.)
+    (Not ``resp.content.read(n)``: it returns only what has arrived so far, so a body that
+    comes in several TCP segments would be cut short.)
     """
-    length = resp.content_length
-    if length is not None and length <= MAX_API_BODY:
-        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():
@@ -213,10 +210,13 @@ class Transport:
                 timeout=self._api_timeout,
                 raise_for_status=False,
             ) as resp:
+                length = resp.content_length
+                if length is not None and length <= MAX_API_BODY:
+                    body = await resp.read()
+                else:
+                    body = await _read_capped(resp)
                 # resp.headers is case-insensitive already: no lower-cased copy needed.
-                return RawResponse(
-                    status=resp.status, headers=resp.headers, body=await _read_body(resp)
-                )
+                return RawResponse(status=resp.status, headers=resp.headers, body=body)
         except _TRANSPORT_ERRORS as exc:
             raise translate_error(exc, method, url) from exc
 
