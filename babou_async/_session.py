@@ -203,8 +203,6 @@ class BabouSession:
         self.base_url = self._check_base_url(
             base_url or os.environ.get("BABOU_BASE_URL") or proto.DEFAULT_BASE_URL
         )
-        parts = urlsplit(self.base_url)
-        self._origin = (parts.scheme, parts.hostname, parts.port)
         if isinstance(timeout, Timeouts):
             self.timeouts = timeout
         else:
@@ -270,10 +268,6 @@ class BabouSession:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key.reveal(), "[REDACTED]")
-
-    def _is_api_origin(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.scheme, parts.hostname, parts.port) == self._origin
 
     async def _request(
         self,
@@ -353,7 +347,7 @@ class BabouSession:
                 error=error,
             )
             if not decision.retry:
-                if error.retry_after is not None and "exceeds" in decision.reason:
+                if error.retry_after is not None and error.retry_after > policy.max_retry_after:
                     error.message += f" (server asked to wait {error.retry_after:g}s)"
                     error.args = (error.message,)
                 raise error
