@@ -65,6 +65,11 @@ def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
             f"cannot connect for {where}: {exc.os_error}", method=method, url=safe_url
         )
         return SendFailure(err, FailureKind.NOT_SENT)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        err = TransportError(
+            f"connection dropped mid-body during {where}", method=method, url=safe_url
+        )
+        return SendFailure(err, FailureKind.AMBIGUOUS)
     detail = str(exc) or type(exc).__name__
     err = TransportError(
         f"connection failed during {where}: {_strip_query(detail)}", method=method, url=safe_url
