@@ -1,0 +1,757 @@
+"""
+Adversarial robustness review: a legitimate-but-odd server, or a hostile network.
+
+Each test drives the public API against a tiny hand-written aiohttp server on 127.0.0.1
+(or FakeBabou) to pin one wire behaviour precisely. Tests marked ``xfail(strict=True)``
+document a bug that is still present (the reason names the file:line and a fix); the
+others are regression tests for behaviour that holds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from aiohttp import web
+
+from babou_async import (
+    APIError,
+    BabouError,
+    BabouSession,
+    DecodeError,
+    DownloadError,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+    TransportError,
+)
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-bab-adversarialSECRETkey0123456789"
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(routes: list[tuple[str, str, Handler]]) -> AsyncIterator[str]:
+    """Serve ``(method, path, handler)`` routes on 127.0.0.1; yield ``http://host:port``."""
+    app = web.Application()
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def session(origin: str, **kwargs: Any) -> BabouSession:
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("poll", PollPolicy.fast())
+    return BabouSession(KEY, base_url=f"{origin}/api/v1", **kwargs)
+
+
+def json_response(payload: object, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(payload).encode(), content_type="application/json"
+    )
+
+
+async def listing(path: Path) -> list[str]:
+    return sorted([p.name async for p in anyio.Path(path).iterdir()])
+
+
+def video(size: int) -> bytes:
+    return bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+
+# --------------------------------------------------------------------------------------
+# Waiting on chapters
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_session.py:557-561 (wait_for_chapter.fetch): 'done' requires every prompt of the "
+        "chapter to have a result/terminal status, even when the chapter's own status is "
+        "terminal. A prompt that never gets a result (one cancelled by force=True, as the "
+        "MCP docs describe, or a failed one whose result stays null) makes wait_for_chapter "
+        "spin until its timeout (600 s by default) although the server says 'ready'/'error'. "
+        "Fix: treat a terminal chapter status as authoritative (at most require the *last* "
+        "prompt to be done, and never for status 'error')."
+    ),
+    strict=True,
+)
+@pytest.mark.parametrize("status", ["ready", "error"])
+async def test_wait_for_chapter_trusts_a_terminal_chapter_status(status: str) -> None:
+    """A terminal chapter whose old prompt never got a result is done, not pending."""
+
+    async def chapter(request: web.Request) -> web.StreamResponse:
+        return json_response(
+            {
+                "id": "cht_a",
+                "name": "Intro",
+                "status": status,
+                "prompt_count": 2,
+                "prompts": [
+                    # Superseded by the forced prompt below, or failed: no result, ever.
+                    {"id": "int_1", "content": "first", "result": None},
+                    {"id": "int_2", "content": "second", "result": "Rendered"},
+                ],
+            }
+        )
+
+    async with (
+        serve([("GET", "/api/v1/projects/{p}/chapters/{c}", chapter)]) as origin,
+        session(origin) as babou,
+    ):
+        with anyio.fail_after(5):
+            got = await babou.wait_for_chapter("prj_a", "cht_a", timeout=1.0)
+    assert got.status_raw == status
+
+
+# --------------------------------------------------------------------------------------
+# Downloads
+# --------------------------------------------------------------------------------------
+
+
+def export_route(
+    download_url: Callable[[web.Request], str],
+) -> tuple[str, str, Handler]:
+    async def get_export(request: web.Request) -> web.StreamResponse:
+        return json_response({"status": "completed", "download_url": download_url(request)})
+
+    return ("GET", "/api/v1/projects/{pid}/export", get_export)
+
+
+def own_video_url(request: web.Request) -> str:
+    return f"http://{request.host}/v/{request.match_info['pid']}.mp4"
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_download.py:439-441: every download of a project to the same destination uses the "
+        "same '<final>.part' name and opens it with 'wb' (O_TRUNC, no O_EXCL). A second "
+        "download of the same export into the same directory (a re-run of export_many "
+        "while the first is still downloading, two processes, or download_export racing "
+        "export_many) truncates the first one's half-written file; the first one then "
+        "commits a file whose start is zero bytes and reports ok=True (and a failing "
+        "second one unlinks the first one's .part). Fix: create the temporary file with a "
+        "unique name in the target directory (tempfile.mkstemp(dir=final.parent, "
+        "prefix='.'+final.name+'.', suffix='.part')) or open it with O_CREAT|O_EXCL and "
+        "fail fast with DownloadError if it exists."
+    ),
+    strict=True,
+)
+async def test_two_downloads_to_one_destination_never_commit_a_corrupt_file(
+    tmp_path: Path,
+) -> None:
+    content = video(3 * 1024 * 1024)
+    release_first = anyio.Event()
+    requests = 0
+
+    async def serve_video(request: web.Request) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.content_length = len(content)
+        await response.prepare(request)
+        if requests == 1:
+            await response.write(content[: 2 * 1024 * 1024])
+            await release_first.wait()
+            await response.write(content[2 * 1024 * 1024 :])
+        else:
+            await anyio.sleep(30)  # the second download stalls (it is cancelled below)
+        return response
+
+    part = anyio.Path(tmp_path / "prj_a.mp4.part")
+    async with (
+        serve([export_route(own_video_url), ("GET", "/v/{name}", serve_video)]) as origin,
+        session(origin) as babou,
+    ):
+        first_ok: list[bool] = []
+
+        async def first() -> None:
+            first_ok.append((await babou.download_export("prj_a", tmp_path)).ok)
+
+        async def wait_for(predicate: Callable[[int], bool]) -> None:
+            while True:
+                if await part.exists() and predicate((await part.stat()).st_size):
+                    return
+                await anyio.sleep(0.005)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(first)
+                await wait_for(lambda size: size >= 1024 * 1024)  # first buffer on disk
+                second = anyio.CancelScope()
+
+                async def run_second() -> None:
+                    with second, pytest.raises(BabouError):
+                        await babou.download_export("prj_a", tmp_path)
+
+                tg.start_soon(run_second)
+                await wait_for(lambda size: size == 0)  # the second one truncated it
+                release_first.set()
+                while not first_ok:
+                    await anyio.sleep(0.005)
+                second.cancel()
+    saved = await anyio.Path(tmp_path / "prj_a.mp4").read_bytes()
+    assert first_ok == [True]
+    assert saved == content, "a file reported complete differs from the server's bytes"
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_transport.py:235-237 / _download.py:188-196: downloads are requested with "
+        "Accept-Encoding: identity and read with auto_decompress=False, but the response's "
+        "Content-Encoding is never looked at. A CDN that gzips anyway (a common "
+        "misconfiguration) makes download_export save the *compressed* bytes as the .mp4 "
+        "and report ok=True. Fix: in _Fetcher._accept, if Content-Encoding is present and "
+        "not 'identity', either decompress (stream through zlib.decompressobj(16+MAX_WBITS) "
+        "and drop Range-resume for that response) or fail with DownloadError."
+    ),
+    strict=True,
+)
+async def test_gzip_content_encoding_on_the_video_is_not_saved_as_is(tmp_path: Path) -> None:
+    content = video(200_000)
+
+    async def serve_video(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=gzip.compress(content),
+            headers={"Content-Type": "video/mp4", "Content-Encoding": "gzip"},
+        )
+
+    async with (
+        serve([export_route(own_video_url), ("GET", "/v/{name}", serve_video)]) as origin,
+        session(origin) as babou,
+    ):
+        try:
+            result = await babou.download_export("prj_a", tmp_path)
+        except DownloadError:
+            assert [] == await listing(tmp_path)
+            return
+    assert result.ok
+    assert await anyio.Path(tmp_path / "prj_a.mp4").read_bytes() == content
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_download.py:298 (urljoin) and _transport.py:236 (yarl.URL(url, encoded=True)) "
+        "raise a bare ValueError for a malformed download_url ('http://[bad/x', a port "
+        "out of range); the transport only translates aiohttp/OS errors "
+        "(_transport.py:72), so the ValueError escapes download_export, and inside "
+        "export_many/download_exports (which only catch BabouError, _batch.py:267, "
+        "_download.py:571) it tears down the whole task group with an ExceptionGroup, "
+        "losing every other project's result. Fix: validate the URL in _download_url "
+        "(try urljoin + yarl.URL, scheme in http/https, raise DownloadError) and add "
+        "ValueError to the transport's translated errors."
+    ),
+    strict=True,
+)
+@pytest.mark.parametrize("bad_url", ["http://[bad/x.mp4", "http://127.0.0.1:99999/x.mp4"])
+async def test_malformed_download_url_fails_only_its_own_project(
+    tmp_path: Path, bad_url: str
+) -> None:
+    def url(request: web.Request) -> str:
+        return bad_url if request.match_info["pid"] == "prj_bad" else own_video_url(request)
+
+    async def serve_video(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"video", content_type="video/mp4")
+
+    async with (
+        serve([export_route(url), ("GET", "/v/{name}", serve_video)]) as origin,
+        session(origin) as babou,
+    ):
+        results = await babou.download_exports(["prj_ok", "prj_bad"], tmp_path)
+    assert [r.ok for r in results] == [True, False]
+    assert isinstance(results[1].error, DownloadError)
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_transport.py:195-205 + _session.py:219-222: the download stream has only a per-read "
+        "timeout (sock_read=Timeouts.read) and no overall deadline or minimum throughput, and "
+        "download_export takes no timeout. A host that trickles one byte just inside the "
+        "read timeout (slow-loris) keeps download_export/export_many busy forever (with the "
+        "default read=30 s, a 1 MB file at one byte per 29 s takes a year). Fix: a "
+        "low-speed watchdog in _Fetcher (e.g. fail and resume when fewer than N bytes "
+        "arrive in a window of Timeouts.read), and/or an optional total deadline for "
+        "download_export."
+    ),
+    strict=True,
+)
+async def test_slow_loris_download_host_does_not_hang_forever(tmp_path: Path) -> None:
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.content_length = 1000
+        await response.prepare(request)
+        for _ in range(1000):
+            await response.write(b"x")
+            await anyio.sleep(0.1)  # always inside the 0.3 s read timeout
+        return response
+
+    async with (
+        serve([export_route(own_video_url), ("GET", "/v/{name}", drip)]) as origin,
+        session(origin, timeout=Timeouts(read=0.3, total=5)) as babou,
+    ):
+        with anyio.move_on_after(3) as scope, pytest.raises(BabouError):
+            await babou.download_export("prj_a", tmp_path)
+    assert not scope.cancelled_caught, "download_export still running after 3 s (100 B/s)"
+    assert [] == await listing(tmp_path)
+
+
+async def test_cross_origin_redirect_of_the_video_never_carries_the_key(tmp_path: Path) -> None:
+    """Storage redirecting to a CDN on another origin: followed, and no credentials go there."""
+    content = video(100_000)
+    seen: list[dict[str, str]] = []
+
+    async def cdn(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        return web.Response(body=content, content_type="video/mp4")
+
+    async with serve([("GET", "/cdn/{name}", cdn)]) as cdn_origin:
+
+        async def storage(request: web.Request) -> web.StreamResponse:
+            seen.append(dict(request.headers))
+            raise web.HTTPFound(f"{cdn_origin}/cdn/{request.match_info['name']}")
+
+        async with (
+            serve([export_route(own_video_url), ("GET", "/v/{name}", storage)]) as origin,
+            session(origin) as babou,
+        ):
+            result = await babou.download_export("prj_a", tmp_path)
+    assert result.ok
+    assert await anyio.Path(tmp_path / "prj_a.mp4").read_bytes() == content
+    assert len(seen) == 2
+    for headers in seen:
+        assert "Authorization" not in headers
+        assert KEY not in json.dumps(headers)
+
+
+async def test_api_redirect_is_not_followed_and_the_key_stays_home() -> None:
+    """A 3xx from the API origin is an APIError; the key never reaches the Location."""
+    hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.StreamResponse:
+        hits.append(request.headers.get("Authorization", ""))
+        return json_response({"id": "prj_a", "name": "x"})
+
+    async with serve([("GET", "/api/v1/projects/{pid}", elsewhere)]) as other:
+
+        async def moved(request: web.Request) -> web.StreamResponse:
+            raise web.HTTPTemporaryRedirect(f"{other}{request.path}")
+
+        async with (
+            serve([("GET", "/api/v1/projects/{pid}", moved)]) as origin,
+            session(origin) as babou,
+        ):
+            with pytest.raises(APIError) as info:
+                await babou.get_project("prj_a")
+    assert info.value.status == 307
+    assert hits == []
+
+
+async def test_truncated_body_resumes_with_range_and_saves_exact_bytes(tmp_path: Path) -> None:
+    """Content-Length promised, connection cut half-way: resumed with Range, exact file."""
+    content = video(300_000)
+    ranges: list[str | None] = []
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        ranges.append(request.headers.get("Range"))
+        if len(ranges) == 1:
+            response = web.StreamResponse(headers={"Content-Type": "video/mp4", "ETag": '"v1"'})
+            response.content_length = len(content)
+            await response.prepare(request)
+            await response.write(content[:100_000])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        start = int((request.headers.get("Range") or "bytes=0-")[6:].rstrip("-"))
+        return web.Response(
+            status=206,
+            body=content[start:],
+            headers={
+                "Content-Type": "video/mp4",
+                "ETag": '"v1"',
+                "Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}",
+            },
+        )
+
+    async with (
+        serve([export_route(own_video_url), ("GET", "/v/{name}", flaky)]) as origin,
+        session(origin) as babou,
+    ):
+        result = await babou.download_export("prj_a", tmp_path)
+    assert result.ok
+    assert result.bytes == len(content)
+    assert ranges[0] is None
+    assert ranges[1] is not None
+    assert ranges[1].startswith("bytes=")
+    assert ranges[1] != "bytes=0-"
+    assert await anyio.Path(tmp_path / "prj_a.mp4").read_bytes() == content
+
+
+async def test_206_without_content_range_leaves_nothing_at_the_final_path(
+    tmp_path: Path,
+) -> None:
+    """A resume answered 206 with no Content-Range is refused; no half file appears."""
+    content = video(200_000)
+    calls = 0
+
+    async def odd(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+            response.content_length = len(content)
+            await response.prepare(request)
+            await response.write(content[:50_000])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        return web.Response(status=206, body=content[50_000:], content_type="video/mp4")
+
+    async with (
+        serve([export_route(own_video_url), ("GET", "/v/{name}", odd)]) as origin,
+        session(origin) as babou,
+    ):
+        try:
+            result = await babou.download_export("prj_a", tmp_path)
+        except DownloadError:
+            assert [] == await listing(tmp_path)
+        else:
+            assert result.ok
+            assert await anyio.Path(tmp_path / "prj_a.mp4").read_bytes() == content
+
+
+async def test_cancelled_download_leaves_no_part_file_and_no_final_file(tmp_path: Path) -> None:
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.content_length = 4 * 1024 * 1024
+        await response.prepare(request)
+        await response.write(video(2 * 1024 * 1024))
+        await anyio.sleep(30)
+        return response
+
+    part = anyio.Path(tmp_path / "prj_a.mp4.part")
+    async with (
+        serve([export_route(own_video_url), ("GET", "/v/{name}", stall)]) as origin,
+        session(origin) as babou,
+    ):
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(babou.download_export, "prj_a", tmp_path)
+                while not (await part.exists() and (await part.stat()).st_size > 0):
+                    await anyio.sleep(0.005)
+                tg.cancel_scope.cancel()
+    assert [] == await listing(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# Creates after ambiguous failures
+# --------------------------------------------------------------------------------------
+
+
+async def test_create_is_not_resent_after_the_server_dropped_the_connection() -> None:
+    """The server read the POST (and may have acted) then vanished: one POST, TransportError."""
+    posts = 0
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        nonlocal posts
+        await request.read()
+        posts += 1
+        assert request.transport is not None
+        request.transport.close()
+        await anyio.sleep(1)
+        return json_response({"id": "prj_a", "name": "x"})
+
+    async with serve([("POST", "/api/v1/projects", create)]) as origin, session(origin) as babou:
+        with pytest.raises(TransportError):
+            await babou.create_project("Launch")
+    assert posts == 1
+
+
+async def test_create_is_not_resent_after_a_5xx() -> None:
+    posts = 0
+
+    async def create(request: web.Request) -> web.StreamResponse:
+        nonlocal posts
+        posts += 1
+        return web.Response(status=502, text="<html>Bad gateway</html>", content_type="text/html")
+
+    async with serve([("POST", "/api/v1/projects", create)]) as origin, session(origin) as babou:
+        with pytest.raises(APIError) as info:
+            await babou.create_project("Launch")
+    assert info.value.status == 502
+    assert posts == 1
+
+
+async def test_start_export_after_a_dropped_attempt_follows_its_own_export() -> None:
+    """First start reaches the server but the answer is lost; the retry's 409 is ours."""
+    posts = 0
+
+    async def start(request: web.Request) -> web.StreamResponse:
+        nonlocal posts
+        posts += 1
+        if posts == 1:
+            assert request.transport is not None
+            request.transport.close()
+            await anyio.sleep(1)
+        return json_response(
+            {"error": "An export is already in progress for this project", "code": "CONFLICT"},
+            status=409,
+        )
+
+    async def status(request: web.Request) -> web.StreamResponse:
+        return json_response({"status": "processing", "download_url": None})
+
+    async with (
+        serve(
+            [
+                ("POST", "/api/v1/projects/{pid}/export", start),
+                ("GET", "/api/v1/projects/{pid}/export", status),
+            ]
+        ) as origin,
+        session(origin) as babou,
+    ):
+        export = await babou.start_export("prj_a")
+    assert export.status_raw == "processing"
+    assert posts == 2
+
+
+async def test_start_export_answered_204_is_queued() -> None:
+    async def start(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    async with (
+        serve([("POST", "/api/v1/projects/{pid}/export", start)]) as origin,
+        session(origin) as babou,
+    ):
+        export = await babou.start_export("prj_a")
+    assert export.status_raw == "queued"
+
+
+# --------------------------------------------------------------------------------------
+# Uploads
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_transport.py:150 + _session.py:643 (upload_asset -> _request -> Transport.send): "
+        "an upload is bounded by the same ClientTimeout(total=Timeouts.total) as a small JSON "
+        "call (60 s by default), so an upload that is steadily progressing but slower than "
+        "total allows is cut (100 MB at under ~13 Mbit/s with the defaults), and since it is "
+        "a create it is not retried (the asset may have been created). Fix: send uploads "
+        "with total=None and a per-read/per-write stall timeout (sock_read=Timeouts.read), "
+        "or scale the deadline with the body size."
+    ),
+    strict=True,
+)
+async def test_a_progressing_upload_is_not_cut_by_the_api_total_timeout(tmp_path: Path) -> None:
+    size = 8 * 1024 * 1024
+    source = anyio.Path(tmp_path / "clip.mp4")
+    await source.write_bytes(bytes(size))
+
+    async def slow_reader(request: web.Request) -> web.StreamResponse:
+        received = 0
+        while chunk := await request.content.read(64 * 1024):
+            received += len(chunk)
+            await anyio.sleep(0.01)  # about 6 MB/s: progressing, just not instant
+        return json_response(
+            {"id": "ast_a", "name": "uploaded-file", "state": "processing", "size": received}
+        )
+
+    async with (
+        serve([("POST", "/api/v1/assets", slow_reader)]) as origin,
+        session(origin, timeout=Timeouts(total=0.3, read=0.3)) as babou,
+    ):
+        asset = await babou.upload_asset(Path(source))
+    assert asset.size == size
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_session.py:612-615 (upload_asset, bytes source): the whole bytes object is handed "
+        "to aiohttp as one BytesPayload; above 1 MiB aiohttp emits ResourceWarning ('Sending "
+        "a large body directly with raw bytes might lock the event loop'), which is an "
+        "exception, not a BabouError, wherever warnings are errors (this repo's pytest "
+        "config, -W error, python -X dev + filters), and the loop copies the unsent rest of "
+        "up to 100 MB into the transport buffer in one go. Fix: send bytes as a chunked "
+        "async generator over memoryview slices (as _file_chunks does for paths), or as "
+        "io.BytesIO, keeping Content-Length."
+    ),
+    strict=True,
+)
+async def test_uploading_a_few_megabytes_of_bytes_emits_no_warning() -> None:
+    async def accept(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        return json_response({"id": "ast_a", "state": "processing", "size": len(body)})
+
+    async with serve([("POST", "/api/v1/assets", accept)]) as origin, session(origin) as babou:
+        asset = await babou.upload_asset(bytes(2 * 1024 * 1024), content_type="video/mp4")
+    assert asset.size == 2 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------
+# Odd but valid JSON
+# --------------------------------------------------------------------------------------
+
+
+async def test_odd_but_valid_json_is_understood() -> None:
+    """Extra fields, nulls, floats for integers, fractional/offset timestamps, other case."""
+
+    async def project(request: web.Request) -> web.StreamResponse:
+        return json_response(
+            {
+                "id": "prj_a",
+                "name": "Launch",
+                "description": None,
+                "settings": {},
+                "active_export_id": None,
+                "created_at": "2025-12-02T10:00:00.123456789+05:30",
+                "owner": {"id": "usr_1"},
+                "NOT_FOUND": {},
+            }
+        )
+
+    async def asset(request: web.Request) -> web.StreamResponse:
+        return json_response(
+            {
+                "id": "ast_a",
+                "name": "uploaded-file",
+                "url": None,
+                "content_type": "video/mp4",
+                "size": 1024.0,
+                "state": "READY",
+                "duration": 12,
+                "width": 1920.0,
+                "height": None,
+                "created_at": "2025-12-02T10:00:00.000Z",
+                "extra": [1, 2, 3],
+            }
+        )
+
+    async def export(request: web.Request) -> web.StreamResponse:
+        return json_response({"status": "failed", "error": "Failed to render chapter 2"})
+
+    async with (
+        serve(
+            [
+                ("GET", "/api/v1/projects/{pid}", project),
+                ("GET", "/api/v1/assets/{aid}", asset),
+                ("GET", "/api/v1/projects/{pid}/export", export),
+            ]
+        ) as origin,
+        session(origin) as babou,
+    ):
+        got = await babou.get_project("prj_a")
+        a = await babou.get_asset("ast_a")
+        e = await babou.get_export("prj_a")
+    assert got.created_at is not None
+    assert got.created_at.utcoffset() is not None
+    assert got.created_at.hour == 4
+    assert a.size == 1024
+    assert a.width == 1920
+    assert a.state.value == "ready"
+    assert e.status.value == "failed"
+    assert e.error == "Failed to render chapter 2"
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_protocol.py parse_export/parse_project + _serialization.py: purely informational "
+        "optional fields are type-checked as strictly as IDs, so one odd value fails the "
+        "whole call with DecodeError: estimated_time as a number of seconds fails "
+        "start_export *after the server started the export* (export_many then reports the "
+        "project failed), duration_seconds as a numeric string fails every get_export of a "
+        "completed export (so wait_for_export/export_many never see 'completed'), and an "
+        "empty created_at fails get_project. Fix: for informational fields (estimated_time, "
+        "message, duration_seconds, created_at, description) coerce what is unambiguous "
+        "(number -> str, numeric str -> float) and fall back to None (with a log line) "
+        "instead of raising."
+    ),
+    strict=True,
+)
+@pytest.mark.parametrize(
+    ("method", "path", "payload"),
+    [
+        ("POST", "/api/v1/projects/{pid}/export", {"status": "queued", "estimated_time": 180}),
+        (
+            "GET",
+            "/api/v1/projects/{pid}/export",
+            {"status": "completed", "download_url": "http://x/v.mp4", "duration_seconds": "42.5"},
+        ),
+        ("GET", "/api/v1/projects/{pid}", {"id": "prj_a", "name": "n", "created_at": ""}),
+    ],
+    ids=["estimated_time-number", "duration_seconds-string", "created_at-empty"],
+)
+async def test_odd_informational_fields_do_not_fail_the_call(
+    method: str, path: str, payload: dict[str, object]
+) -> None:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return json_response(payload)
+
+    async with serve([(method, path, answer)]) as origin, session(origin) as babou:
+        if path.endswith("/export"):
+            call = babou.start_export if method == "POST" else babou.get_export
+            export = await call("prj_a")
+            assert export.status_raw == payload["status"]
+        else:
+            assert (await babou.get_project("prj_a")).id == "prj_a"
+
+
+@pytest.mark.xfail(
+    reason=(
+        "_protocol.py decode_error (body_excerpt=raw.body[:200]) and _exceptions.py "
+        "DecodeError.__str__ (prints body_excerpt): unlike error envelopes (_redact with "
+        "secret=), the excerpt of an undecodable body is not scrubbed of the API key, so a "
+        "proxy or debug page that echoes the request headers puts the key into str(exc), "
+        "tracebacks and logs. Fix: pass the key to decode_error (or redact in "
+        "BabouSession._call) and replace it in body_excerpt."
+    ),
+    strict=True,
+)
+async def test_api_key_echoed_in_an_undecodable_body_is_not_in_the_exception() -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        dump = "".join(f"{k}: {v}\n" for k, v in request.headers.items())
+        return web.Response(text=f"<pre>{dump}</pre>", content_type="text/html")
+
+    async with (
+        serve([("GET", "/api/v1/projects/{pid}", echo)]) as origin,
+        session(origin) as babou,
+    ):
+        with pytest.raises(DecodeError) as info:
+            await babou.get_project("prj_a")
+    assert KEY not in str(info.value)
+    assert KEY not in repr(info.value)
+    assert KEY.encode() not in info.value.body_excerpt
+
+
+async def test_api_key_echoed_in_an_error_envelope_is_redacted() -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        return json_response(
+            {"error": f"bad key {auth}", "code": "UNAUTHORIZED", "hint": auth}, status=401
+        )
+
+    async with (
+        serve([("GET", "/api/v1/projects/{pid}", echo)]) as origin,
+        session(origin) as babou,
+    ):
+        with pytest.raises(APIError) as info:
+            await babou.get_project("prj_a")
+    assert KEY not in str(info.value)
+    assert KEY not in repr(info.value)
