@@ -1080,7 +1080,7 @@ def signed_routes(
             )
         return web.Response(body=content, headers={"ETag": '"v1"'})
 
-    routes = [
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "/api/v1/projects/{pid}/export", get_export),
         ("GET", "/v/{name}", serve_video),
     ]
