@@ -84,7 +84,7 @@ def video(size: int) -> bytes:
 
 @pytest.mark.xfail(
     reason=(
-        "_session.py:557-561 (wait_for_chapter.fetch): 'done' requires every prompt of the "
+        "_session.py:537-541 (wait_for_chapter.fetch): 'done' requires every prompt of the "
         "chapter to have a result/terminal status, even when the chapter's own status is "
         "terminal. A prompt that never gets a result (one cancelled by force=True, as the "
         "MCP docs describe, or a failed one whose result stays null) makes wait_for_chapter "
@@ -215,7 +215,7 @@ async def test_two_downloads_to_one_destination_never_commit_a_corrupt_file(
 
 @pytest.mark.xfail(
     reason=(
-        "_transport.py:235-237 / _download.py:188-196: downloads are requested with "
+        "_transport.py:247 / _download.py:244-271 (_Fetcher._accept): downloads are requested with "
         "Accept-Encoding: identity and read with auto_decompress=False, but the response's "
         "Content-Encoding is never looked at. A CDN that gzips anyway (a common "
         "misconfiguration) makes download_export save the *compressed* bytes as the .mp4 "
@@ -249,10 +249,10 @@ async def test_gzip_content_encoding_on_the_video_is_not_saved_as_is(tmp_path: P
 
 @pytest.mark.xfail(
     reason=(
-        "_download.py:298 (urljoin) and _transport.py:236 (yarl.URL(url, encoded=True)) "
+        "_download.py:298 (urljoin) and _transport.py:255 (yarl.URL(url, encoded=True)) "
         "raise a bare ValueError for a malformed download_url ('http://[bad/x', a port "
         "out of range); the transport only translates aiohttp/OS errors "
-        "(_transport.py:72), so the ValueError escapes download_export, and inside "
+        "(_transport.py:80), so the ValueError escapes download_export, and inside "
         "export_many/download_exports (which only catch BabouError, _batch.py:267, "
         "_download.py:571) it tears down the whole task group with an ExceptionGroup, "
         "losing every other project's result. Fix: validate the URL in _download_url "
@@ -282,7 +282,7 @@ async def test_malformed_download_url_fails_only_its_own_project(
 
 @pytest.mark.xfail(
     reason=(
-        "_transport.py:195-205 + _session.py:219-222: the download stream has only a per-read "
+        "_transport.py:158-160 (_stream_timeout): the download stream has only a per-read "
         "timeout (sock_read=Timeouts.read) and no overall deadline or minimum throughput, and "
         "download_export takes no timeout. A host that trickles one byte just inside the "
         "read timeout (slow-loris) keeps download_export/export_many busy forever (with the "
@@ -551,7 +551,7 @@ async def test_start_export_answered_204_is_queued() -> None:
 
 @pytest.mark.xfail(
     reason=(
-        "_transport.py:150 + _session.py:643 (upload_asset -> _request -> Transport.send): "
+        "_transport.py:155 + _session.py:624 (upload_asset -> _request -> Transport.send): "
         "an upload is bounded by the same ClientTimeout(total=Timeouts.total) as a small JSON "
         "call (60 s by default), so an upload that is steadily progressing but slower than "
         "total allows is cut (100 MB at under ~13 Mbit/s with the defaults), and since it is "
@@ -585,7 +585,7 @@ async def test_a_progressing_upload_is_not_cut_by_the_api_total_timeout(tmp_path
 
 @pytest.mark.xfail(
     reason=(
-        "_session.py:612-615 (upload_asset, bytes source): the whole bytes object is handed "
+        "_session.py:592-595 (upload_asset, bytes source): the whole bytes object is handed "
         "to aiohttp as one BytesPayload; above 1 MiB aiohttp emits ResourceWarning ('Sending "
         "a large body directly with raw bytes might lock the event loop'), which is an "
         "exception, not a BabouError, wherever warnings are errors (this repo's pytest "
@@ -1013,7 +1013,7 @@ async def test_html_5xx_on_a_read_is_retried_then_a_server_error() -> None:
 
 @pytest.mark.xfail(
     reason=(
-        "_transport.py:147-152: Timeouts.connect is passed as aiohttp's ClientTimeout.connect, "
+        "_transport.py:155-160: Timeouts.connect is passed as aiohttp's ClientTimeout.connect, "
         "which includes waiting for a free slot in the pool. When downloads hold every "
         "connection (download_exports/export_many with more downloads than max_connections, "
         "or long downloads plus many watchers), a queued download or API poll fails with "
