@@ -3,7 +3,8 @@ Downloading finished exports: resumable, atomic, never blocking the event loop.
 
 Guarantees of every download to disk:
 
-* the video streams to ``<final>.part`` beside the target, in chunks, written by a worker
+* the video streams to ``<final>.<random>.part`` beside the target (a name of its own, created
+  exclusively, so two downloads to one target never mix), in chunks, written by a worker
   thread; memory use is bounded by two write buffers whatever the file size;
 * the ``.part`` file is renamed to the final path only once complete and checked against
   ``Content-Length``; on failure or cancellation it is deleted, so nobody ever sees a
@@ -23,10 +24,11 @@ import datetime as dt
 import logging
 import os
 import re
+import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -87,7 +89,9 @@ class ResultCallback(Protocol):
 
 READ_CHUNK = 256 * 1024
 WRITE_BUFFER = 1024 * 1024
-_EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+# What a signed URL's host answers once the URL expired: S3 403, others 404/410, Google
+# Cloud Storage 400 (ExpiredToken). Each refresh is bounded by the retry policy.
+_EXPIRED_STATUSES = frozenset({400, 401, 403, 404, 410})
 _UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
@@ -249,6 +253,11 @@ class _Fetcher:
         server ignores ``Range`` (skip what we have, if the content is unchanged) or because
         ``If-Range`` found a new ``ETag`` (start over at 0).
         """
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # We asked for identity; a coded body would be saved as a corrupt video, and
+            # Range offsets would not be the file's.
+            raise self._fail(f"the download host sent Content-Encoding {encoding!r}")
         etag = headers.get("etag")
         strong_etag = etag if etag and not etag.startswith("W/") else None
         changed = self.etag is not None and strong_etag is not None and strong_etag != self.etag
@@ -280,6 +289,22 @@ def _completed_url(export: Export) -> str | None:
     return export.download_url
 
 
+def _absolute_url(base_url: str, project_id: str, url: str) -> str:
+    try:
+        absolute = urljoin(base_url + "/", url)
+        parts = urlsplit(absolute)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise DownloadError(
+            f"the server gave an unusable download URL for {project_id}: {_safe_url(url)!r}",
+            project_id=project_id,
+        )
+    return absolute
+
+
 async def _download_url(
     session: BabouSession, project_id: str, retry: RetryPolicy, export: Export | None = None
 ) -> str:
@@ -295,7 +320,7 @@ async def _download_url(
             export = await session.get_export(project_id, retry=retry)
         url = _completed_url(export)
         if url:
-            return urljoin(session.base_url + "/", url)
+            return _absolute_url(session.base_url, project_id, url)
         if attempt < retry.attempts:
             await session._sleep(proto.backoff_delay(retry, attempt, session._random()))  # noqa: SLF001
         export = None
@@ -350,8 +375,11 @@ def _commit_sync(part: Path, final: Path, overwrite: bool) -> None:
         part.unlink()
 
 
-def _open_part(part: Path) -> BinaryIO:
-    return part.open("wb")
+def _open_part(final: Path) -> tuple[BinaryIO, Path]:
+    # A fresh, exclusively created name per download: two downloads to the same target
+    # (two processes, a re-run) can never write into each other's file.
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=final.name + ".", suffix=".part")
+    return os.fdopen(fd, "wb"), Path(name)
 
 
 def _write_sync(f: BinaryIO, position: int, chunks: list[bytes]) -> None:
@@ -436,12 +464,13 @@ async def download_export(
         )
 
     fetcher = _Fetcher(session, project_id, url, policy, before_body)
-    part = final.with_name(final.name + ".part")
     try:
-        f: BinaryIO = await anyio.to_thread.run_sync(_open_part, part)
+        f, part = await anyio.to_thread.run_sync(_open_part, final)
     except OSError as exc:
         raise DownloadError(
-            f"cannot write {part}: {exc.strerror or exc}", project_id=project_id, path=str(final)
+            f"cannot write in {final.parent}: {exc.strerror or exc}",
+            project_id=project_id,
+            path=str(final),
         ) from exc
     committed = False
     written = 0

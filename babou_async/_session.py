@@ -914,7 +914,7 @@ class BabouSession:
         """
         Download a completed export's video to ``dest`` (a directory or a file path).
 
-        The video streams in chunks to ``<final>.part`` beside the target (written by a
+        The video streams in chunks to ``<final>.<random>.part`` beside the target (written by a
         worker thread, memory flat whatever the size), is checked against
         ``Content-Length``, and is renamed into place atomically only once complete: nobody
         ever sees a half-written file, and a failure or cancellation removes the ``.part``.

@@ -80,10 +80,10 @@ async def test_too_long_retry_after_from_asset_host(
 async def test_unexpected_client_error_from_asset_host(
     fake: FakeBabou, babou: BabouSession, tmp_path: Path
 ) -> None:
-    """A 400 from the download host is not retried."""
+    """A 405 from the download host is not retried."""
     pid = await completed(fake, babou)
-    fake.inject("GET", "/exports/*", origin="asset", status=400, times=None)
-    with pytest.raises(DownloadError, match="HTTP 400"):
+    fake.inject("GET", "/exports/*", origin="asset", status=405, times=None)
+    with pytest.raises(DownloadError, match="HTTP 405"):
         await babou.download_export(pid, tmp_path)
     assert len(fake.find_requests(origin="asset")) == 1
 
@@ -104,7 +104,7 @@ async def test_progress_callback_errors_are_logged_not_fatal(
 
 
 async def test_unusable_destination_is_a_download_error(
-    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A destination under a regular file, or a .part that is a directory, fails cleanly."""
     pid = await completed(fake, babou)
@@ -112,7 +112,11 @@ async def test_unusable_destination_is_a_download_error(
     await anyio.Path(blocker).write_bytes(b"x")
     with pytest.raises(DownloadError, match="cannot use destination"):
         await babou.download_export(pid, blocker / "sub" / "video.mp4")
-    await anyio.Path(tmp_path / f"{pid}.mp4.part").mkdir()
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("babou_async._download.tempfile.mkstemp", refuse)
     with pytest.raises(DownloadError, match="cannot write"):
         await babou.download_export(pid, tmp_path)
     with pytest.raises(ValueError, match="overwrite"):
