@@ -727,9 +727,9 @@ def parse_prompt_submission(raw: RawResponse, payload: object) -> PromptSubmissi
         data["status_raw"] = status
     else:
         data.pop("status", None)
-    data["estimated_seconds"] = parse_estimated_time(obj.get("estimated_time"))
-    if data["estimated_seconds"] is None:
-        del data["estimated_seconds"]
+    data["message"] = _info_text(obj.get("message"))
+    data["estimated_time"] = _info_text(obj.get("estimated_time"))
+    data["estimated_seconds"] = _estimate(obj.get("estimated_time"))
     return _decode(raw, data, PromptSubmission)
 
 
@@ -793,12 +793,45 @@ def parse_export(
         "status_raw": status_raw,
         "download_url": obj.get("download_url") or obj.get("url") or None,
         "error": _as_text(error),
-        "message": obj.get("message"),
-        "estimated_time": obj.get("estimated_time"),
-        "estimated_seconds": parse_estimated_time(obj.get("estimated_time")),
-        "duration_seconds": obj.get("duration_seconds"),
+        # Informational fields: an odd value must not fail a call whose real answer (the
+        # status) is fine, so they are coerced where unambiguous, else dropped.
+        "message": _info_text(obj.get("message")),
+        "estimated_time": _info_text(obj.get("estimated_time")),
+        "estimated_seconds": _estimate(obj.get("estimated_time")),
+        "duration_seconds": _info_number(obj.get("duration_seconds")),
     }
     return _decode(raw, data, Export)
+
+
+def _info_text(value: object) -> str | None:
+    """An informational text field: a string, a number written out, or ``None``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    return None
+
+
+def _info_number(value: object) -> float | None:
+    """An informational number: a number, a numeric string, or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _estimate(value: object) -> tuple[float, float] | None:
+    """``estimated_time`` as seconds: parsed text, or a bare number taken as seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return (float(value), float(value))
+    return parse_estimated_time(value)
 
 
 # --------------------------------------------------------------------------------------

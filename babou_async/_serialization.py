@@ -15,6 +15,7 @@ Policy (server data is parsed defensively, see STYLE.md rule 6):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from ._models import AssetState, ChapterStatus, ExportStatus, PromptStatus
 __all__ = ["converter", "make_converter", "structure"]
 
 T = TypeVar("T")
+log = logging.getLogger("babou_async")
 
 
 def _structure_str(value: object, _: type) -> str:
@@ -83,6 +85,16 @@ def _structure_dict(value: object, _: type) -> dict[str, Any]:
     raise TypeError(msg)
 
 
+def _lenient_timestamp(value: object, _: type) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except (TypeError, ValueError):
+        log.debug("ignoring an unparseable timestamp: %r", value)
+        return None
+
+
 def _optional(hook: Callable[[object, type], T]) -> Callable[[object, type], T | None]:
     def structure(value: object, cls: type) -> T | None:
         return None if value is None else hook(value, cls)
@@ -105,9 +117,11 @@ def make_converter() -> cattrs.Converter:
         (str, _structure_str),
         (int, _structure_int),
         (float, _structure_float),
-        (dt.datetime, lambda v, _: parse_timestamp(v)),
     ):
         conv.register_structure_hook(base | None, _optional(hook))
+    # Timestamps are informational: an unparseable one ("", "soon") becomes None rather
+    # than failing the whole response.
+    conv.register_structure_hook(dt.datetime | None, _lenient_timestamp)
     for enum_cls in (ExportStatus, ChapterStatus, PromptStatus, AssetState):
         conv.register_structure_hook(enum_cls, lambda v, t: t.parse(_structure_str(v, t)))
     return conv

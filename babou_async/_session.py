@@ -38,7 +38,16 @@ from ._exceptions import (
     ValidationError,
     WaitTimeoutError,
 )
-from ._models import Asset, Chapter, Export, ExportStatus, Page, Project, PromptSubmission
+from ._models import (
+    Asset,
+    Chapter,
+    ChapterStatus,
+    Export,
+    ExportStatus,
+    Page,
+    Project,
+    PromptSubmission,
+)
 from ._protocol import FailureKind, RawResponse, RequestSpec, RetryMode
 from ._ratelimit import RequestBudget
 from ._transport import SendFailure, Transport
@@ -534,10 +543,12 @@ class BabouSession:
         async def fetch() -> tuple[Chapter, str, bool]:
             chapter = await self.get_chapter(project_id, chapter_id)
             # A chapter with no prompt has nothing to wait for.
-            done = (
-                chapter.status is not None
-                and chapter.status.is_terminal
-                and all(p.is_done for p in chapter.prompts)
+            # The chapter's own status decides. A "ready" chapter whose newest prompt has
+            # no result yet is taken as not ready (a status that lags a fresh submission);
+            # older prompts may never get one (force cancels them), so they do not count.
+            done = chapter.status is ChapterStatus.ERROR or (
+                chapter.status is ChapterStatus.READY
+                and (not chapter.prompts or chapter.prompts[-1].is_done)
             )
             return chapter, chapter.status_raw or str(chapter.status), done
 

@@ -152,11 +152,15 @@ class Transport:
         self._timeouts = timeouts
         # API calls are bounded by ``total`` alone: a per-read timer on every small JSON
         # response costs ~5 us of timer churn per call and adds nothing ``total`` lacks.
-        self._api_timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
+        # sock_connect, not connect: aiohttp's ``connect`` also counts the wait for a free
+        # slot in the pool, which is no network failure (downloads may hold every slot).
+        self._api_timeout = aiohttp.ClientTimeout(
+            total=timeouts.total, sock_connect=timeouts.connect
+        )
         # Downloads have no total limit (a large video may rightly take long); a stalled
         # one is caught by the per-read timeout.
         self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect, sock_read=timeouts.read
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self.user_agent = user_agent
         self._closed = False
