@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
+import attrs
 
 from . import _protocol as proto
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts, to_seconds
 from ._exceptions import (
     BabouError,
     ConfigurationError,
+    DecodeError,
     ExportFailedError,
     ExportTimeoutError,
     RateLimitError,
@@ -132,8 +134,10 @@ class AsyncPager(Generic[T]):
             if page.total is not None:
                 if offset >= page.total:
                     return
-            elif len(items) < (page.limit or self._page_size):
+            elif page.limit is not None and len(items) < page.limit:
                 return
+            # Neither total nor limit (a bare list): the server may cap pages below our
+            # page_size, so only an empty page or one with nothing new ends the listing.
 
     async def collect(self) -> list[T]:
         """Fetch every page and return all items."""
@@ -209,6 +213,7 @@ class BabouSession:
         if any(ch.isspace() for ch in key) or not key.isprintable():
             raise ConfigurationError("the API key contains whitespace or control characters")
         self._key = _Secret(key)
+        self._key_bytes = key.encode()
         self.base_url = self._check_base_url(
             base_url or os.environ.get("BABOU_BASE_URL") or proto.DEFAULT_BASE_URL
         )
@@ -286,6 +291,7 @@ class BabouSession:
         data: bytes | Callable[[], AsyncIterable[bytes]] | None = None,
         headers: dict[str, str] | None = None,
         conflict_after_ambiguous_ok: bool = False,
+        upload_size: int | None = None,
     ) -> tuple[RawResponse, bool]:
         """
         Send ``spec`` with retries.
@@ -314,7 +320,12 @@ class BabouSession:
                 await self._budget.acquire_after(delay)
             try:
                 raw = await self._transport.send(
-                    spec.method, url, headers=headers, params=spec.params, data=body
+                    spec.method,
+                    url,
+                    headers=headers,
+                    params=spec.params,
+                    data=body,
+                    upload_size=upload_size,
                 )
             except SendFailure as failure:
                 decision = proto.decide_retry(
@@ -331,6 +342,10 @@ class BabouSession:
                 await self._sleep(decision.delay)
                 continue
             self._budget.record(throttled=raw.status == 429)
+            if self._key_bytes in raw.body:
+                # A proxy or debug page echoing our headers: the key must not travel on
+                # into a DecodeError's excerpt, a log or a model.
+                raw = attrs.evolve(raw, body=raw.body.replace(self._key_bytes, b"[REDACTED]"))
             if 200 <= raw.status < 300 or (
                 raw.status == 409 and ambiguous and conflict_after_ambiguous_ok
             ):
@@ -601,9 +616,12 @@ class BabouSession:
             )
         elif isinstance(source, (bytes, bytearray, memoryview)):
             ctype = proto.normalise_content_type(content_type)
-            data = bytes(source)
-            length = len(data)
+            payload = bytes(source)
+            length = len(payload)
             proto.check_upload_size(length)
+            # Sent in slices (replayable: a new generator per attempt), not handed to the
+            # socket in one piece on the event loop.
+            data = partial(_byte_chunks, payload)
         elif isinstance(source, AsyncIterable):
             ctype = proto.normalise_content_type(content_type)
             proto.check_upload_size(size)
@@ -632,7 +650,13 @@ class BabouSession:
         if length is not None:
             headers["Content-Length"] = str(length)
         spec = RequestSpec(method="POST", path="/assets", retry_mode=RetryMode.CREATE)
-        raw, _ = await self._request(spec, retry=retry, data=data, headers=headers)
+        raw, _ = await self._request(
+            spec,
+            retry=retry,
+            data=data,
+            headers=headers,
+            upload_size=length if length is not None else -1,
+        )
         return proto.parse_asset(raw, proto.parse_json(raw))
 
     def list_assets(
@@ -842,7 +866,8 @@ class BabouSession:
             try:
                 with anyio.fail_after(limit):
                     item, status, terminal = await fetch()
-            except (TransportError, ServerError, RateLimitError) as exc:
+            except (TransportError, ServerError, RateLimitError, DecodeError) as exc:
+                # DecodeError too: one HTML page from a proxy must not end a watch.
                 if final:
                     raise WaitTimeoutError(
                         "deadline passed", resource_id="", last_status=last_status, timeout=timeout
@@ -1072,6 +1097,12 @@ async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await f.aclose()
+
+
+async def _byte_chunks(payload: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(payload)
+    for start in range(0, len(view), _UPLOAD_CHUNK):
+        yield bytes(view[start : start + _UPLOAD_CHUNK])
 
 
 async def _capped(source: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:

@@ -26,12 +26,13 @@ from ._exceptions import (
     RequestTimeoutError,
     TransportError,
 )
-from ._protocol import FailureKind, RawResponse
+from ._protocol import MAX_UPLOAD_BYTES, FailureKind, RawResponse
 
 __all__ = ["SendFailure", "StreamResponse", "Transport"]
 
 # API responses are small JSON documents; refuse to buffer a runaway one.
 MAX_API_BODY = 16 * 1024 * 1024
+UPLOAD_FLOOR_BYTES_PER_SECOND = 64 * 1024
 
 
 class SendFailure(Exception):  # noqa: N818 - internal signal, never escapes the package
@@ -197,9 +198,14 @@ class Transport:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         data: bytes | AsyncIterable[bytes] | None = None,
+        upload_size: int | None = None,
     ) -> RawResponse:
         """
         Send one request and read its whole (small) body.
+
+        ``upload_size`` marks a request with a large body (an asset upload, ``-1`` if its
+        size is unknown, then taken as the 100 MB maximum): its total deadline grows with
+        the size at a floor of 64 KiB/s, so a slow but progressing upload is not cut.
 
         Redirects are not followed: the ``Authorization`` header must only ever reach the
         API's origin, and Babou documents none.
@@ -216,7 +222,9 @@ class Transport:
                 data=data,
                 headers=headers,
                 allow_redirects=False,
-                timeout=self._api_timeout,
+                timeout=self._api_timeout
+                if upload_size is None
+                else self._upload_timeout(upload_size),
                 raise_for_status=False,
             ) as resp:
                 length = resp.content_length
@@ -228,6 +236,14 @@ class Transport:
                 return RawResponse(status=resp.status, headers=resp.headers, body=body)
         except _TRANSPORT_ERRORS as exc:
             raise translate_error(exc, method, url) from exc
+
+    def _upload_timeout(self, size: int) -> aiohttp.ClientTimeout:
+        # No per-read timer: the server answers only once it has read the whole body, so
+        # "no data to read" is normal for as long as the upload lasts.
+        total = self._timeouts.total
+        if total is not None:
+            total += (size if size >= 0 else MAX_UPLOAD_BYTES) / UPLOAD_FLOOR_BYTES_PER_SECOND
+        return aiohttp.ClientTimeout(total=total, sock_connect=self._timeouts.connect)
 
     @asynccontextmanager
     async def stream(

@@ -175,7 +175,9 @@ async def test_list_projects_pages_through_both_shapes(
     pager = babou.list_projects(page_size=3)
     listed = [p.id async for p in pager]
     assert sorted(ids) == sorted(listed)
-    assert pager.pages_fetched == 3
+    # A bare list carries no limit or total: a short page may be a server-side cap, so only
+    # an empty page ends it (one more request).
+    assert pager.pages_fetched == (3 if shape == "envelope" else 4)
     assert sorted(ids) == sorted(p.id for p in await babou.list_projects())
 
 
