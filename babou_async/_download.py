@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -100,6 +101,43 @@ def _safe_url(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+#: A download slower than this over a whole ``Timeouts.read`` window is dropped and resumed
+#: (a "low-speed limit", as curl has): a host trickling bytes just inside the read timeout
+#: would otherwise keep a download alive forever.
+MIN_DOWNLOAD_BYTES_PER_SECOND = 1024
+
+
+class _TooSlowError(TransportError):
+    """The download host trickles: the connection is dropped and the download resumed."""
+
+
+class _LowSpeedWatchdog:
+    """Counts bytes per window of ``window`` seconds; raises when a window was too slow."""
+
+    def __init__(self, window: float | None, url: str) -> None:
+        self.window = window
+        self.url = _safe_url(url)
+        self.start = time.monotonic()
+        self.received = 0
+
+    def check(self, size: int) -> None:
+        if self.window is None:
+            return
+        self.received += size
+        now = time.monotonic()
+        elapsed = now - self.start
+        if elapsed < self.window:
+            return
+        slow = self.received < MIN_DOWNLOAD_BYTES_PER_SECOND * elapsed
+        self.start, self.received = now, 0
+        if slow:
+            raise _TooSlowError(
+                f"download of {self.url} below {MIN_DOWNLOAD_BYTES_PER_SECOND} bytes/s",
+                method="GET",
+                url=self.url,
+            )
+
+
 class _Fetcher:
     """
     The bytes of one export, as a resumable stream of ``(position, chunk)`` pairs.
@@ -138,6 +176,7 @@ class _Fetcher:
         offset = 0
         failures = 0
         refreshes = 0
+        slow = 0  # connections dropped for trickling; never reset by the trickle itself
         first = True
         while True:
             # Byte offsets must be the file's own: ask for no content coding.
@@ -190,7 +229,9 @@ class _Fetcher:
                             if self.before_body is not None and not self.before_body(self.total):
                                 self.stopped = True
                                 return
+                        watchdog = _LowSpeedWatchdog(self.session.timeouts.read, self.url)
                         async for chunk in resp.iter_chunks(READ_CHUNK):
+                            watchdog.check(len(chunk))
                             if skip:
                                 if len(chunk) <= skip:
                                     skip -= len(chunk)
@@ -199,7 +240,8 @@ class _Fetcher:
                                 skip = 0
                             yield offset, chunk
                             offset += len(chunk)
-                            # Progress: the retry budget is per stall, not per file.
+                            # Progress: the retry budget is per stall, not per file
+                            # (a trickle does not count as progress: see `slow`).
                             failures = refreshes = 0
                         if self.total is None or offset == self.total:
                             return
@@ -228,9 +270,12 @@ class _Fetcher:
                 error = failure.error
             except TransportError as exc:
                 error = exc
+                if isinstance(exc, _TooSlowError):
+                    slow += 1
             failures += 1
-            if failures >= self.retry.attempts:
-                raise self._fail(f"giving up after {failures} attempts: {error}") from error
+            if max(failures, slow) >= self.retry.attempts:
+                attempts = max(failures, slow)
+                raise self._fail(f"giving up after {attempts} attempts: {error}") from error
             delay = proto.backoff_delay(self.retry, failures, self.session._random())  # noqa: SLF001
             if retry_after is not None:
                 if retry_after > self.retry.max_retry_after:

@@ -228,19 +228,6 @@ async def test_malformed_download_url_fails_only_its_own_project(
     assert isinstance(results[1].error, DownloadError)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "_transport.py:158-160 (_stream_timeout): the download stream has only a per-read "
-        "timeout (sock_read=Timeouts.read) and no overall deadline or minimum throughput, and "
-        "download_export takes no timeout. A host that trickles one byte just inside the "
-        "read timeout (slow-loris) keeps download_export/export_many busy forever (with the "
-        "default read=30 s, a 1 MB file at one byte per 29 s takes a year). Fix: a "
-        "low-speed watchdog in _Fetcher (e.g. fail and resume when fewer than N bytes "
-        "arrive in a window of Timeouts.read), and/or an optional total deadline for "
-        "download_export."
-    ),
-    strict=True,
-)
 async def test_slow_loris_download_host_does_not_hang_forever(tmp_path: Path) -> None:
     async def drip(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
