@@ -970,39 +970,27 @@ def _build_cli() -> click.Group:
         session = config.session()
         display = _make_display(as_json, len(dict.fromkeys(ids)))
         interrupt = _Interrupt()
-        sizes: dict[str, int] = {}
+        finished: dict[str, DownloadResult] = {}
 
-        def on_bytes(pid: str, done: int, total: int | None) -> None:
-            if total is not None and done >= total:
-                sizes[pid] = total
-            display.on_bytes(pid, done, total)
+        def on_result(result: DownloadResult) -> None:
+            # Reported as each download ends, so an interrupted run still knows exactly
+            # what finished.
+            finished[result.project_id] = result
+            display.on_outcome(_Outcome.of_download(result))
 
         async def body() -> list[DownloadResult]:
             nonlocal interrupt
-            results: list[DownloadResult] = []
             async with session:
                 with _interruptible() as interrupt:
-                    results = await session.download_exports(
-                        ids, out, concurrency=concurrency, overwrite=overwrite, progress=on_bytes
+                    await session.download_exports(
+                        ids,
+                        out,
+                        concurrency=concurrency,
+                        overwrite=overwrite,
+                        progress=display.on_bytes,
+                        on_result=on_result,
                     )
-            if interrupt.signum is not None:
-                # download_exports reports at the end only: what finished is what is on
-                # disk at full size (files only ever appear there complete).
-                def on_disk() -> list[DownloadResult]:
-                    found = []
-                    for pid, size in sizes.items():
-                        path = out / f"{pid}.mp4"
-                        with contextlib.suppress(OSError):
-                            if path.stat().st_size == size:
-                                found.append(
-                                    DownloadResult(project_id=pid, path=path, bytes=size, ok=True)
-                                )
-                    return found
-
-                results = await anyio.to_thread.run_sync(on_disk)
-            for result in results:
-                display.on_outcome(_Outcome.of_download(result))
-            return results
+            return list(finished.values())
 
         with _showing(display, config.verbose):
             _run(body)
