@@ -48,6 +48,7 @@ class AdaptiveRate:
         # Send-rate measurement.
         self.measured_rate = 0.0
         self._bucket_start = math.floor(now / _MEASURE_BUCKET) * _MEASURE_BUCKET
+        self._bucket_end = self._bucket_start + _MEASURE_BUCKET
         self._bucket_count = 0
 
     @property
@@ -74,6 +75,9 @@ class AdaptiveRate:
         return -self.tokens / self.rate
 
     def _measure(self, now: float) -> None:
+        if now < self._bucket_end:  # the common case, on every request: just count
+            self._bucket_count += 1
+            return
         bucket = math.floor(now / _MEASURE_BUCKET) * _MEASURE_BUCKET
         if bucket > self._bucket_start:
             current = self._bucket_count / max(bucket - self._bucket_start, _MEASURE_BUCKET)
@@ -83,6 +87,7 @@ class AdaptiveRate:
                 else current
             )
             self._bucket_start = bucket
+            self._bucket_end = bucket + _MEASURE_BUCKET
             self._bucket_count = 0
         self._bucket_count += 1
 
@@ -161,7 +166,7 @@ class RequestBudget:
         """Take a token now; return how long to wait before sending (0 almost always)."""
         if self._passive:
             return 0.0
-        return self._ensure().reserve(self._clock())
+        return (self._state or self._ensure()).reserve(self._clock())
 
     async def acquire_after(self, delay: float) -> None:
         """Sleep the ``delay`` that :meth:`reserve` asked for."""
