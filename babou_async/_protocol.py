@@ -23,7 +23,8 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, ParamSpec, TypeVar
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, ParamSpec, TypeVar
 
 import attrs
 
@@ -53,6 +54,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 DEFAULT_BASE_URL: Final = "https://api.babou.ai/api/v1"
+_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 # --------------------------------------------------------------------------------------
 # Documented limits (https://docs.babou.ai/api-reference/errors and the endpoint pages)
@@ -423,10 +425,12 @@ def build_get_export(project_id: object) -> RequestSpec:
 # --------------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
-class RawResponse:
+class RawResponse(NamedTuple):
     """
     A complete HTTP response, as the transport received it.
+
+    A named tuple rather than an attrs class: one is built per API call, and a tuple is
+    the cheapest immutable record to build.
 
     Attributes:
         status: HTTP status.
@@ -436,7 +440,7 @@ class RawResponse:
     """
 
     status: int
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = _NO_HEADERS
     body: bytes = b""
 
     @property
@@ -466,8 +470,14 @@ def parse_json(raw: RawResponse) -> Any:
         DecodeError: When the body is not JSON.
     """
     try:
-        return json.loads(raw.body)
-    except (ValueError, UnicodeDecodeError):
+        # JSON on the wire is UTF-8 (RFC 8259); decoding first skips json's encoding sniff.
+        return json.loads(raw.body.decode())
+    except UnicodeDecodeError:
+        try:
+            return json.loads(raw.body)  # a UTF-16/32 body, detected by json itself
+        except (ValueError, UnicodeDecodeError):
+            raise decode_error(raw, "response body is not valid JSON") from None
+    except ValueError:
         raise decode_error(raw, "response body is not valid JSON") from None
 
 

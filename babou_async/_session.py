@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-import attrs
 
 from . import _protocol as proto
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts, to_seconds
@@ -345,7 +344,7 @@ class BabouSession:
             if self._key_bytes in raw.body:
                 # A proxy or debug page echoing our headers: the key must not travel on
                 # into a DecodeError's excerpt, a log or a model.
-                raw = attrs.evolve(raw, body=raw.body.replace(self._key_bytes, b"[REDACTED]"))
+                raw = raw._replace(body=raw.body.replace(self._key_bytes, b"[REDACTED]"))
             if 200 <= raw.status < 300 or (
                 raw.status == 409 and ambiguous and conflict_after_ambiguous_ok
             ):

@@ -1913,3 +1913,11 @@ def test_unparseable_optional_timestamp_becomes_none() -> None:
     """An empty or nonsensical created_at is dropped, not a DecodeError."""
     for value in ("", "yesterday"):
         assert proto.parse_project(raw(), {**PROJECT, "created_at": value}).created_at is None
+
+
+def test_parse_json_accepts_utf16_and_rejects_garbage() -> None:
+    """JSON is UTF-8 on the wire, but a UTF-16 body is still understood; garbage is not."""
+    body = json.dumps({"status": "queued"}).encode("utf-16")
+    assert {"status": "queued"} == proto.parse_json(RawResponse(status=200, body=body))
+    with pytest.raises(DecodeError):
+        proto.parse_json(RawResponse(status=200, body=b"\xff\xfe\xfd not json"))
