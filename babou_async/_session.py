@@ -291,15 +291,16 @@ class BabouSession:
         headers: dict[str, str] | None = None,
         conflict_after_ambiguous_ok: bool = False,
         upload_size: int | None = None,
-    ) -> tuple[RawResponse, bool]:
+        decode: bool = True,
+    ) -> tuple[RawResponse, Any]:
         """
         Send ``spec`` with retries.
 
-        Returns the 2xx response, and whether an attempt failed ambiguously (the server
-        may have acted on it) before the one that succeeded.
+        Returns the 2xx response and, with ``decode``, its JSON body (else ``None``).
 
-        With ``conflict_after_ambiguous_ok``, a 409 that follows an ambiguous failure is
-        returned rather than raised: it means our own earlier attempt took effect.
+        With ``conflict_after_ambiguous_ok``, a 409 that follows an ambiguous failure (one
+        the server may have acted on) is returned rather than raised: it means our own
+        earlier attempt took effect.
         """
         policy = retry or self.retry
         url = self.base_url + spec.path
@@ -345,10 +346,10 @@ class BabouSession:
                 # A proxy or debug page echoing our headers: the key must not travel on
                 # into a DecodeError's excerpt, a log or a model.
                 raw = raw._replace(body=raw.body.replace(self._key_bytes, b"[REDACTED]"))
-            if 200 <= raw.status < 300 or (
-                raw.status == 409 and ambiguous and conflict_after_ambiguous_ok
-            ):
-                return raw, ambiguous
+            if 200 <= raw.status < 300:
+                return raw, proto.parse_json(raw) if decode else None
+            if raw.status == 409 and ambiguous and conflict_after_ambiguous_ok:
+                return raw, None
             error = proto.error_from_response(
                 raw,
                 method=spec.method,
@@ -395,12 +396,6 @@ class BabouSession:
             },
         )
 
-    async def _call(
-        self, spec: RequestSpec, *, retry: RetryPolicy | None = None
-    ) -> tuple[RawResponse, Any]:
-        raw, _ = await self._request(spec, retry=retry)
-        return raw, proto.parse_json(raw)
-
     # -- projects --------------------------------------------------------------------
 
     async def create_project(
@@ -426,7 +421,7 @@ class BabouSession:
         Raises:
             ValidationError: Bad input (nothing is sent) or a 400 from the server.
         """
-        raw, payload = await self._call(
+        raw, payload = await self._request(
             proto.build_create_project(name, description, settings), retry=retry
         )
         return proto.parse_project(raw, payload)
@@ -447,7 +442,7 @@ class BabouSession:
         proto.check_limit(page_size)
 
         async def fetch(offset: int) -> tuple[list[Project], Page]:
-            raw, payload = await self._call(
+            raw, payload = await self._request(
                 proto.build_list_projects(page_size, offset), retry=retry
             )
             return proto.parse_projects_page(raw, payload)
@@ -456,7 +451,7 @@ class BabouSession:
 
     async def get_project(self, project_id: str, *, retry: RetryPolicy | None = None) -> Project:
         """Fetch a project (``GET /projects/{projectId}``)."""
-        raw, payload = await self._call(proto.build_get_project(project_id), retry=retry)
+        raw, payload = await self._request(proto.build_get_project(project_id), retry=retry)
         return proto.parse_project(raw, payload)
 
     # -- chapters and prompts --------------------------------------------------------
@@ -480,7 +475,7 @@ class BabouSession:
             duration: Seconds, a positive integer.
             retry: Overrides the session's retry policy.
         """
-        raw, payload = await self._call(
+        raw, payload = await self._request(
             proto.build_create_chapter(project_id, name, duration), retry=retry
         )
         return proto.parse_chapter(raw, payload, project_id)
@@ -489,14 +484,14 @@ class BabouSession:
         self, project_id: str, *, retry: RetryPolicy | None = None
     ) -> list[Chapter]:
         """List a project's chapters with their status (not paginated by the API)."""
-        raw, payload = await self._call(proto.build_list_chapters(project_id), retry=retry)
+        raw, payload = await self._request(proto.build_list_chapters(project_id), retry=retry)
         return proto.parse_chapters(raw, payload, project_id)
 
     async def get_chapter(
         self, project_id: str, chapter_id: str, *, retry: RetryPolicy | None = None
     ) -> Chapter:
         """Fetch a chapter with its prompts (the documented way to follow prompts)."""
-        raw, payload = await self._call(
+        raw, payload = await self._request(
             proto.build_get_chapter(project_id, chapter_id), retry=retry
         )
         return proto.parse_chapter(raw, payload, project_id)
@@ -524,7 +519,7 @@ class BabouSession:
         Raises:
             ConflictError: A prompt is already processing and ``force`` is false.
         """
-        raw, payload = await self._call(
+        raw, payload = await self._request(
             proto.build_submit_prompt(project_id, chapter_id, content, force), retry=retry
         )
         return proto.parse_prompt_submission(raw, payload)
@@ -649,14 +644,14 @@ class BabouSession:
         if length is not None:
             headers["Content-Length"] = str(length)
         spec = RequestSpec(method="POST", path="/assets", retry_mode=RetryMode.CREATE)
-        raw, _ = await self._request(
+        raw, payload = await self._request(
             spec,
             retry=retry,
             data=data,
             headers=headers,
             upload_size=length if length is not None else -1,
         )
-        return proto.parse_asset(raw, proto.parse_json(raw))
+        return proto.parse_asset(raw, payload)
 
     def list_assets(
         self,
@@ -681,14 +676,14 @@ class BabouSession:
 
         async def fetch(offset: int) -> tuple[list[Asset], Page]:
             spec = proto.build_list_assets(page_size, offset, content_type, state)
-            raw, payload = await self._call(spec, retry=retry)
+            raw, payload = await self._request(spec, retry=retry)
             return proto.parse_assets_page(raw, payload)
 
         return AsyncPager(fetch, page_size, _item_id)
 
     async def get_asset(self, asset_id: str, *, retry: RetryPolicy | None = None) -> Asset:
         """Fetch an asset (``GET /assets/{assetId}``)."""
-        raw, payload = await self._call(proto.build_get_asset(asset_id), retry=retry)
+        raw, payload = await self._request(proto.build_get_asset(asset_id), retry=retry)
         return proto.parse_asset(raw, payload)
 
     async def wait_for_asset(
@@ -728,7 +723,9 @@ class BabouSession:
             NotFoundError: No such project.
         """
         spec = proto.build_start_export(project_id)
-        raw, _ = await self._request(spec, retry=retry, conflict_after_ambiguous_ok=True)
+        raw, _ = await self._request(
+            spec, retry=retry, conflict_after_ambiguous_ok=True, decode=False
+        )
         if raw.status == 409:
             # Our earlier attempt reached the server and started the export.
             log.info(
@@ -748,7 +745,7 @@ class BabouSession:
         Raises:
             NotFoundError: No such project, or no export was ever started.
         """
-        raw, payload = await self._call(proto.build_get_export(project_id), retry=retry)
+        raw, payload = await self._request(proto.build_get_export(project_id), retry=retry)
         return proto.parse_export(raw, payload, project_id)
 
     async def watch_export(
