@@ -24,11 +24,9 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import attrs
-from aiohttp import web
 
 from ._batch import EventCallback
 from ._config import PollPolicy, RetryPolicy
@@ -174,20 +172,6 @@ def _draw(seed: int, project_id: str, what: str) -> float:
     return int.from_bytes(digest[:4], "big") / 2**32
 
 
-class _DemoFake(FakeBabou):
-    """The simulator, with a render time of its own for each project's export."""
-
-    def __init__(self, *, render_seconds: Callable[[str], float], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._render_seconds = render_seconds
-
-    async def _start_export(self, request: web.Request) -> web.StreamResponse:
-        # FakeBabou reads export_processing_seconds when an export starts, before any await,
-        # so setting it here applies to this export only.
-        self.export_processing_seconds = self._render_seconds(request.match_info["project_id"])
-        return await super()._start_export(request)
-
-
 async def run_demo(
     *,
     projects: int = 12,
@@ -245,13 +229,13 @@ async def run_demo(
         faults_mix.drop_rate = 0.12
         faults_mix.rate_limit_rate = 0.01
         faults_mix.retry_after = round(t.retry.base_delay, 3)
-    fake = _DemoFake(
+    fake = FakeBabou(
         seed=seed,
         prompt_seconds=t.prompt_seconds,
         asset_seconds=t.prompt_seconds,
         export_queued_seconds=t.export_queued_seconds,
-        export_processing_seconds=t.max_render_seconds,
-        render_seconds=lambda pid: (
+        # Each project renders for a time of its own, so exports finish spread out.
+        export_processing_seconds=lambda pid: (
             t.min_render_seconds
             + (t.max_render_seconds - t.min_render_seconds) * _draw(seed, pid, "render")
         ),

@@ -208,7 +208,9 @@ class FakeBabou:
         prompt_seconds: How long a prompt takes to complete.
         asset_seconds: How long an upload stays ``"processing"``.
         export_queued_seconds: How long an export stays ``"queued"``.
-        export_processing_seconds: How long it is then ``"processing"``.
+        export_processing_seconds: How long it is then ``"processing"``; or a callable
+            giving it for a project id (evaluated when the export starts), for renders
+            that take longer for some projects than others.
         video_size: Bytes of each export's video, or a callable giving them for a
             project id (evaluated when the export starts).
         url_ttl: Lifetime of a download URL in seconds; 0 makes URLs expire at once.
@@ -246,7 +248,7 @@ class FakeBabou:
         prompt_seconds: float = 0.2,
         asset_seconds: float = 0.1,
         export_queued_seconds: float = 0.1,
-        export_processing_seconds: float = 0.4,
+        export_processing_seconds: float | Callable[[str], float] = 0.4,
         video_size: int | Callable[[str], int] = 256 * 1024,
         url_ttl: float = 60.0,
         list_projects_shape: Literal["envelope", "bare"] = "envelope",
@@ -295,7 +297,7 @@ class FakeBabou:
         self.prompt_seconds = prompt_seconds
         self.asset_seconds = asset_seconds
         self.export_queued_seconds = export_queued_seconds
-        self.export_processing_seconds = export_processing_seconds
+        self.export_processing_seconds: float | Callable[[str], float] = export_processing_seconds
         self.export_video_size: int | Callable[[str], int] = video_size
         self.url_ttl = url_ttl
         self.list_projects_shape: Literal["envelope", "bare"] = list_projects_shape
@@ -1288,16 +1290,20 @@ class FakeBabou:
     async def _start_export(self, request: web.Request) -> web.StreamResponse:
         """POST /projects/{projectId}/export (section 6.11)."""
         now = self._now
+        project_id = request.match_info["project_id"]
+        processing = self.export_processing_seconds
+        if callable(processing):
+            processing = processing(project_id)
         export = self._store.start_export(
             _CONTEXT.get().account,
-            request.match_info["project_id"],
+            project_id,
             now,
             queued_seconds=self.export_queued_seconds,
-            processing_seconds=self.export_processing_seconds,
+            processing_seconds=processing,
             size=self._size_for,
             decide_failure=self._export_outcome,
         )
-        total = self.export_queued_seconds + self.export_processing_seconds
+        total = self.export_queued_seconds + processing
         return self._json(
             {
                 "status": export.status(now),
