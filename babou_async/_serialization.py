@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from ._models import AssetState, ChapterStatus, ExportStatus, PromptStatus
 __all__ = ["converter", "make_converter", "structure"]
 
 T = TypeVar("T")
+_FRACTION = re.compile(r"\.(\d+)")
 log = logging.getLogger("babou_async")
 
 
@@ -72,7 +74,15 @@ def parse_timestamp(value: object) -> dt.datetime:
     # Python 3.10's fromisoformat does not accept "Z"; the docs' examples use it.
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
-    parsed = dt.datetime.fromisoformat(text)
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        # Python 3.10 also wants exactly 3 or 6 fractional digits ("...00.123456789"
+        # from a nanosecond clock is valid ISO 8601): cut or pad to microseconds.
+        fixed = _FRACTION.sub(lambda m: "." + (m[1] + "000000")[:6], text, count=1)
+        if fixed == text:
+            raise
+        parsed = dt.datetime.fromisoformat(fixed)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc)

@@ -386,3 +386,9 @@ def test_make_converter_builds_independent_converters() -> None:
     )
     with pytest.raises(TypeError, match="expected an integer, got a boolean"):
         fresh.structure(True, int)  # noqa: FBT003
+
+
+def test_nanosecond_timestamps_parse_on_every_python() -> None:
+    """Nine fractional digits (valid ISO 8601) are cut to microseconds, even on 3.10."""
+    parsed = ser.parse_timestamp("2025-12-02T10:00:00.123456789+05:30")
+    assert dt.datetime(2025, 12, 2, 4, 30, 0, 123456, tzinfo=dt.timezone.utc) == parsed
