@@ -106,30 +106,9 @@ async def export_many(
     progress: EventCallback | None = None,
 ) -> list[ExportResult]:
     """
-    Export many projects and download each video as soon as its export completes.
+    Implement :meth:`BabouSession.export_many` (its docstring is the contract).
 
-    For each project: start the export (a 409 "already in progress" means the running one
-    is followed instead), watch it to a terminal status, and download it into
-    ``dest_dir/<project_id>.mp4``. A project whose video is already complete in
-    ``dest_dir`` is skipped without any request (files only ever appear there complete),
-    so a re-run does only what is left.
-
-    Args:
-        session: The session.
-        project_ids: IDs, from a sequence, any iterable or an async iterable; duplicates are
-            exported once and reported at each position.
-        dest_dir: Directory for the videos (created if missing).
-        start: Start the exports; ``False`` only follows exports started elsewhere.
-        concurrency: Exports followed at once.
-        download_concurrency: Downloads at once.
-        timeout: Per-project deadline for the export to become terminal.
-        poll: Overrides the session's poll policy.
-        overwrite: Re-export and replace videos already on disk.
-        progress: ``progress(ExportEvent)`` for displays.
-
-    Returns:
-        One :class:`ExportResult` per input ID, in input order. One project failing never
-        affects the others; its result carries the error.
+    The shape of the pipeline is in this module's docstring.
     """
     proto.check_positive_int(concurrency, "concurrency")
     proto.check_positive_int(download_concurrency, "download_concurrency")
@@ -183,12 +162,12 @@ async def export_many(
             return _Job(index=index, project_id=pid)
         return None
 
-    def failed(job: _Job, error: BabouError, status: ExportStatus | None = None) -> None:
+    def failed(job: _Job, error: BabouError) -> None:
         finish(
             job,
             ExportResult(
                 project_id=job.project_id,
-                status=status or (job.export.status if job.export else None),
+                status=job.export.status if job.export else None,
                 ok=False,
                 error=error,
                 started_at=job.started_at,

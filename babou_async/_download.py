@@ -46,7 +46,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._models import DownloadResult, Export, ExportStatus
-from ._transport import SendFailure
+from ._transport import SendFailure, strip_query
 
 if TYPE_CHECKING:
     from ._session import BabouSession
@@ -97,10 +97,6 @@ _UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 
 
-def _safe_url(url: str) -> str:
-    return url.split("?", 1)[0]
-
-
 #: A download slower than this over a whole ``Timeouts.read`` window is dropped and resumed
 #: (a "low-speed limit", as curl has): a host trickling bytes just inside the read timeout
 #: would otherwise keep a download alive forever.
@@ -116,7 +112,7 @@ class _LowSpeedWatchdog:
 
     def __init__(self, window: float | None, url: str) -> None:
         self.window = window
-        self.url = _safe_url(url)
+        self.url = strip_query(url)
         self.start = time.monotonic()
         self.received = 0
 
@@ -252,10 +248,10 @@ class _Fetcher:
                                 project_id=self.project_id,
                             )
                         error = TransportError(
-                            f"body of {_safe_url(self.url)} ended at {offset} of "
+                            f"body of {strip_query(self.url)} ended at {offset} of "
                             f"{self.total} bytes",
                             method="GET",
-                            url=_safe_url(self.url),
+                            url=strip_query(self.url),
                         )
                     elif status == 416 or (status == 429 or status >= 500):
                         if status == 416:  # our offset is past a changed file: start over
@@ -344,7 +340,7 @@ def _absolute_url(base_url: str, project_id: str, url: str) -> str:
         valid = False
     if not valid:
         raise DownloadError(
-            f"the server gave an unusable download URL for {project_id}: {_safe_url(url)!r}",
+            f"the server gave an unusable download URL for {project_id}: {strip_query(url)!r}",
             project_id=project_id,
         )
     return absolute

@@ -48,7 +48,7 @@ from ._models import (
     Project,
     PromptSubmission,
 )
-from ._serialization import converter, describe_error
+from ._serialization import structure
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -623,10 +623,9 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
 
 def _decode(raw: RawResponse, data: object, cls: type[T]) -> T:
     try:
-        return converter.structure(data, cls)
-    except Exception as exc:  # noqa: BLE001 - any structuring failure is a DecodeError
-        detail = describe_error(exc)
-        raise decode_error(raw, f"unexpected {cls.__name__} in response: {detail}") from None
+        return structure(data, cls)
+    except ValueError as exc:
+        raise decode_error(raw, f"unexpected {cls.__name__} in response: {exc}") from None
 
 
 def _object(raw: RawResponse, payload: object, what: str) -> Mapping[str, Any]:

@@ -856,6 +856,13 @@ class BabouSession:
         last_error: BabouError | None = None
         polls_since_due = 0
         final = False
+
+        def deadline_passed() -> WaitTimeoutError:
+            # The callers re-raise it naming what was waited for.
+            return WaitTimeoutError(
+                "deadline passed", resource_id="", last_status=last_status, timeout=timeout
+            )
+
         while True:
             limit = grace if final else max(0.0, deadline - self._clock())
             server_wait = 0.0
@@ -865,17 +872,13 @@ class BabouSession:
             except (TransportError, ServerError, RateLimitError, DecodeError) as exc:
                 # DecodeError too: one HTML page from a proxy must not end a watch.
                 if final:
-                    raise WaitTimeoutError(
-                        "deadline passed", resource_id="", last_status=last_status, timeout=timeout
-                    ) from exc
+                    raise deadline_passed() from exc
                 last_error = exc
                 server_wait = getattr(exc, "retry_after", None) or 0.0
                 log.warning("poll failed, will poll again: %s", self._redact(str(exc)))
                 status, terminal = last_status or "", False
             except TimeoutError:
-                raise WaitTimeoutError(
-                    "deadline passed", resource_id="", last_status=last_status, timeout=timeout
-                ) from last_error
+                raise deadline_passed() from last_error
             else:
                 last_error = None
                 if estimate is None:
@@ -886,9 +889,7 @@ class BabouSession:
                 if terminal:
                     return
             if final:
-                raise WaitTimeoutError(
-                    "deadline passed", resource_id="", last_status=last_status, timeout=timeout
-                ) from last_error
+                raise deadline_passed() from last_error
             elapsed = self._clock() - start
             # Backoff starts once the job outlives its estimate (see next_poll_delay).
             due = estimate is None or not policy.use_estimate or elapsed >= estimate[1]

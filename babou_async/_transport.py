@@ -28,7 +28,7 @@ from ._exceptions import (
 )
 from ._protocol import MAX_UPLOAD_BYTES, FailureKind, RawResponse
 
-__all__ = ["SendFailure", "StreamResponse", "Transport"]
+__all__ = ["SendFailure", "StreamResponse", "Transport", "strip_query"]
 
 # API responses are small JSON documents; refuse to buffer a runaway one.
 MAX_API_BODY = 16 * 1024 * 1024
@@ -44,14 +44,14 @@ class SendFailure(Exception):  # noqa: N818 - internal signal, never escapes the
         self.kind = kind
 
 
-def _strip_query(url: str) -> str:
+def strip_query(url: str) -> str:
     """Drop the query string: signed download URLs carry their signature there."""
     return url.split("?", 1)[0]
 
 
 def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
     """Map an aiohttp/OS exception to a :class:`SendFailure`."""
-    safe_url = _strip_query(url)
+    safe_url = strip_query(url)
     where = f"{method} {safe_url}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         err: BabouError = RequestTimeoutError(
@@ -73,7 +73,7 @@ def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
         return SendFailure(err, FailureKind.AMBIGUOUS)
     detail = str(exc) or type(exc).__name__
     err = TransportError(
-        f"connection failed during {where}: {_strip_query(detail)}", method=method, url=safe_url
+        f"connection failed during {where}: {strip_query(detail)}", method=method, url=safe_url
     )
     return SendFailure(err, FailureKind.AMBIGUOUS)
 
