@@ -35,6 +35,7 @@ that prints ``BABOU_BASE_URL=...`` and ``BABOU_API_KEY=...`` lines.
 
 from __future__ import annotations
 
+from .._clock import Clock as Clock
 from ._cli import main as main
 from ._cli import serve_forever as serve_forever
 from ._fake import FakeBabou as FakeBabou
@@ -43,6 +44,7 @@ from ._faults import Injection as Injection
 from ._records import RecordedRequest as RecordedRequest
 
 __all__ = [
+    "Clock",
     "FakeBabou",
     "Faults",
     "Injection",
