@@ -10,6 +10,9 @@ Developer and CI sessions.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typing", "tests"]
@@ -19,16 +22,26 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 
+def install_wheel(session: nox.Session, extras: str) -> None:
+    """Build the wheel and install it with ``extras``: test what users install, not the tree."""
+    wheels = Path(session.create_tmp()) / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), ".")
+    (wheel,) = wheels.glob("babou_async-*.whl")
+    session.install(f"{wheel}[{extras}]")
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[tests]")
+    """The suite against the built wheel (the package is imported from site-packages)."""
+    install_wheel(session, "tests")
     session.run("pytest", *session.posargs, env={"COVERAGE_FILE": f".coverage.{session.python}"})
 
 
 @nox.session(python=PYTHONS[-1])
 def uvloop(session: nox.Session) -> None:
     """The whole suite on uvloop, as web apps under uvicorn run it."""
-    session.install("-e", ".[tests]")
+    install_wheel(session, "tests")
     session.run("pytest", "-q", *session.posargs, env={"BABOU_TEST_UVLOOP": "1"})
 
 

@@ -16,9 +16,8 @@ Everything public is importable from here; the ``_modules`` are private.
 
 from __future__ import annotations
 
-from ._batch import EventCallback, ExportEvent
+from ._callbacks import EventCallback, ExportEvent, ProgressCallback, ResultCallback
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts
-from ._download import ProgressCallback, ResultCallback
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -32,6 +31,7 @@ from ._exceptions import (
     ExportNotReadyError,
     ExportTimeoutError,
     IntegrityError,
+    JournalLockedError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
@@ -56,11 +56,14 @@ from ._models import (
     PromptStatus,
     PromptSubmission,
 )
-from ._session import AsyncPager, BabouSession
+from ._pager import AsyncPager
+from ._ratelimit import AdaptiveBudget, FixedBudget, RequestBudget, RequestPriority
+from ._session import BabouSession
 from ._version import __version__
 
 __all__ = [
     "APIError",
+    "AdaptiveBudget",
     "Asset",
     "AssetState",
     "AsyncPager",
@@ -83,7 +86,9 @@ __all__ = [
     "ExportResult",
     "ExportStatus",
     "ExportTimeoutError",
+    "FixedBudget",
     "IntegrityError",
+    "JournalLockedError",
     "NotFoundError",
     "Page",
     "PayloadTooLargeError",
@@ -95,6 +100,8 @@ __all__ = [
     "PromptSubmission",
     "RateLimit",
     "RateLimitError",
+    "RequestBudget",
+    "RequestPriority",
     "RequestTimeoutError",
     "ResultCallback",
     "RetryPolicy",

@@ -1,86 +1,37 @@
 """
-The batch pipeline: start, watch and download many exports, each as soon as it is ready.
+The batch pipeline: many projects, each one the per-project job, sharing one journal.
 
-Shape: ``concurrency`` watcher tasks pull project IDs from the input one at a time, start
-and follow each export; a completed one is handed over a small bounded channel to
-``download_concurrency`` downloader tasks. Tasks and memory are bounded by the two limits,
-not by the number of IDs (the result list aside), and downloads of early finishers overlap
-with the watching of the rest.
+Shape: ``concurrency`` worker tasks pull project IDs from the input one at a time and run
+:func:`~babou_async._project.export_project` for each: start (or adopt), watch, and
+download as soon as the export completes, at most ``download_concurrency`` downloads at
+once (a semaphore). Tasks and memory are bounded by the two limits, not by the number of
+IDs (the result list aside), and downloads of early finishers overlap with the watching of
+the rest.
+
+The directory's journal is opened exclusively for the whole batch: a second batch on the
+same directory is refused before it sends a request.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
-import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import _protocol as proto
-from ._config import PollPolicy
-from ._download import _existing_size_sync, download_export
-from ._exceptions import BabouError, ConflictError, ExportFailedError
-from ._models import Export, ExportResult, ExportStatus
+from ._callbacks import EventCallback, ExportEvent, call_quietly
+from ._exceptions import BabouError, JournalLockedError, ValidationError
+from ._journal import Journal
+from ._models import ExportResult
+from ._project import ProjectOptions, export_project
+from ._runtime import Runtime
+from ._validation import check_project_id
 
-if TYPE_CHECKING:
-    from ._session import BabouSession
-
-__all__ = ["ExportEvent", "export_many"]
+__all__ = ["export_many", "open_destination"]
 
 log = logging.getLogger("babou_async")
-
-
-@attrs.frozen(kw_only=True)
-class ExportEvent:
-    """
-    One step of :meth:`BabouSession.export_many`, for progress displays.
-
-    Attributes:
-        project_id: The project.
-        kind: ``"status"`` (a new export status was seen), ``"download"`` (bytes were
-            written), or ``"done"`` (the project's :class:`ExportResult` is final).
-        status: The export status (``"status"`` events).
-        bytes_done: Bytes written so far (``"download"`` events).
-        bytes_total: Expected size, if known (``"download"`` events).
-        result: The final result (``"done"`` events).
-    """
-
-    project_id: str
-    kind: Literal["status", "download", "done"]
-    status: ExportStatus | None = None
-    bytes_done: int = 0
-    bytes_total: int | None = None
-    result: ExportResult | None = None
-
-
-class EventCallback(Protocol):
-    """
-    Batch progress: any callable ``progress(event)`` taking an :class:`ExportEvent`.
-
-    A plain function will do. It is called from the event loop and must not block.
-    Exceptions it raises are logged and ignored.
-    """
-
-    def __call__(self, event: ExportEvent, /) -> object:
-        """Report one step of the batch."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-@attrs.define
-class _Job:
-    index: int
-    project_id: str
-    started_at: dt.datetime | None = None
-    completed_at: dt.datetime | None = None
-    export: Export | None = None
 
 
 async def _iterate(ids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
@@ -92,185 +43,153 @@ async def _iterate(ids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str
             yield pid
 
 
+class _Inputs:
+    """
+    The input IDs, read lazily (one per idle worker), with their positions.
+
+    Duplicates are exported once and reported at each of their positions; an error of the
+    caller's iterable stops the reading and is re-raised after the batch.
+    """
+
+    def __init__(self, ids: Iterable[str] | AsyncIterable[str]) -> None:
+        self.slots: list[ExportResult | None] = []
+        self.positions: dict[str, list[int]] = {}  # where each in-flight ID appears
+        self.finished: dict[str, ExportResult] = {}
+        self.error: Exception | None = None
+        self._source = _iterate(ids)
+        self._lock = anyio.Lock()
+
+    async def next_id(self) -> str | None:
+        async with self._lock:
+            try:
+                return await self._read()
+            except Exception as exc:  # noqa: BLE001 - the caller's iterable failed: re-raised after the batch stops
+                self.error = self.error or exc
+                return None
+
+    async def _read(self) -> str | None:
+        if self.error is not None:
+            return None
+        async for pid in self._source:
+            index = len(self.slots)
+            self.slots.append(self.finished.get(pid))
+            if pid in self.finished:
+                continue
+            if pid in self.positions:
+                self.positions[pid].append(index)
+                continue
+            self.positions[pid] = [index]
+            return pid
+        return None
+
+    def finish(self, result: ExportResult) -> None:
+        self.finished[result.project_id] = result
+        for index in self.positions.pop(result.project_id):
+            self.slots[index] = result
+
+    def results(self) -> list[ExportResult]:
+        if self.error is not None:
+            raise self.error
+        results = [slot for slot in self.slots if slot is not None]
+        assert len(results) == len(self.slots)  # noqa: S101 - every ID ends in finish()
+        return results
+
+
+async def open_destination(
+    dest_dir: str | os.PathLike[str], *, exclusive: bool = True
+) -> tuple[Path, Journal]:
+    """
+    Create the directory if needed and open its journal (exclusively for a batch).
+
+    Raises:
+        ValidationError: The directory cannot be created or written (``dest_dir``).
+        JournalLockedError: Another batch is using it.
+    """
+    directory = Path(os.fspath(dest_dir))
+    try:
+        await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
+        return directory, await Journal.open(directory, exclusive=exclusive)
+    except JournalLockedError:
+        raise
+    except OSError as exc:
+        raise ValidationError(
+            f"dest_dir {os.fspath(dest_dir)!r} is not a writable directory: {exc.strerror or exc}",
+            field="dest_dir",
+        ) from None
+
+
+class _Batch:
+    """One run of :func:`export_many`."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        inputs: _Inputs,
+        directory: Path,
+        journal: Journal,
+        options: ProjectOptions,
+        progress: EventCallback | None,
+        download_concurrency: int,
+    ) -> None:
+        self.rt = rt
+        self.inputs = inputs
+        self.directory = directory
+        self.journal = journal
+        self.options = options
+        self.progress = progress
+        self.slots = anyio.Semaphore(download_concurrency)
+
+    async def one(self, pid: str) -> ExportResult:
+        """One project's result; whatever it raises (but cancellation) is its failure."""
+        try:
+            check_project_id(pid)
+            return await export_project(
+                self.rt,
+                pid,
+                self.directory,
+                journal=self.journal,
+                options=self.options,
+                progress=self.progress,
+                download_slots=self.slots,
+            )
+        except BabouError as exc:
+            result = ExportResult(project_id=pid, ok=False, error=exc)
+        except Exception as exc:
+            log.exception("export of %s failed unexpectedly", pid)
+            error = BabouError(f"export of {pid} failed unexpectedly: {type(exc).__name__}")
+            error.__cause__ = exc
+            result = ExportResult(project_id=pid, ok=False, error=error)
+        call_quietly(
+            "progress", self.progress, ExportEvent(project_id=pid, kind="done", result=result)
+        )
+        return result
+
+    async def worker(self) -> None:
+        while (pid := await self.inputs.next_id()) is not None:
+            self.inputs.finish(await self.one(pid))
+
+
 async def export_many(
-    session: BabouSession,
+    rt: Runtime,
     project_ids: Iterable[str] | AsyncIterable[str],
     dest_dir: str | os.PathLike[str],
     *,
-    start: bool = True,
+    options: ProjectOptions,
     concurrency: int = 32,
     download_concurrency: int = 4,
-    timeout: float | dt.timedelta = 900.0,
-    poll: PollPolicy | None = None,
-    overwrite: bool = False,
     progress: EventCallback | None = None,
 ) -> list[ExportResult]:
     """
     Implement :meth:`BabouSession.export_many` (its docstring is the contract).
 
-    The shape of the pipeline is in this module's docstring.
+    The shape of the pipeline is in this module's docstring; arguments are checked by the
+    session.
     """
-    proto.check_positive_int(concurrency, "concurrency")
-    proto.check_positive_int(download_concurrency, "download_concurrency")
-    seconds = session._timeout_seconds(timeout)  # noqa: SLF001 - same package
-    directory = Path(os.fspath(dest_dir))
-    await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
-
-    slots: list[ExportResult | None] = []
-    positions: dict[str, list[int]] = {}  # where each in-flight ID appears in the input
-    finished: dict[str, ExportResult] = {}
-    source = _iterate(project_ids)
-    lock = anyio.Lock()
-    input_error: Exception | None = None
-
-    def emit(event: ExportEvent) -> None:
-        if progress is None:
-            return
-        try:
-            progress(event)
-        except Exception:
-            log.exception("progress callback raised; ignored")
-
-    def finish(job: _Job, result: ExportResult) -> None:
-        finished[job.project_id] = result
-        for index in positions.pop(job.project_id):
-            slots[index] = result
-        emit(ExportEvent(project_id=job.project_id, kind="done", result=result))
-
-    async def next_job() -> _Job | None:
-        # Input is read lazily, one ID per idle watcher, so 10,000 IDs cost no tasks.
-        nonlocal input_error
-        async with lock:
-            try:
-                return await read_job()
-            except Exception as exc:  # noqa: BLE001 - the caller's iterable failed: re-raised after the batch stops
-                input_error = input_error or exc
-                return None
-
-    async def read_job() -> _Job | None:
-        if input_error is not None:
-            return None
-        async for pid in source:
-            index = len(slots)
-            slots.append(finished.get(pid))
-            if pid in finished:
-                continue
-            if pid in positions:
-                positions[pid].append(index)
-                continue
-            positions[pid] = [index]
-            return _Job(index=index, project_id=pid)
-        return None
-
-    def failed(job: _Job, error: BabouError) -> None:
-        finish(
-            job,
-            ExportResult(
-                project_id=job.project_id,
-                status=job.export.status if job.export else None,
-                ok=False,
-                error=error,
-                started_at=job.started_at,
-                completed_at=job.completed_at,
-            ),
-        )
-
-    async def watch(job: _Job, send: MemoryObjectSendStream[_Job]) -> None:
-        pid = job.project_id
-        proto.check_project_id(pid)
-        final = directory / f"{pid}.mp4"
-        if not overwrite:
-            size = await anyio.to_thread.run_sync(_existing_size_sync, final)
-            if size is not None:
-                finish(
-                    job,
-                    ExportResult(
-                        project_id=pid,
-                        status=ExportStatus.COMPLETED,
-                        path=final,
-                        bytes=size,
-                        ok=True,
-                        skipped=True,
-                    ),
-                )
-                return
-        job.started_at = _now()
-        estimate = None
-        if start:
-            try:
-                started = await session.start_export(pid)
-                estimate = started.estimated_seconds
-            except ConflictError:
-                log.info("export of %s already in progress: following it", pid)
-        async for export in session.watch_export(
-            pid, timeout=seconds, poll=poll, estimate=estimate
-        ):
-            job.export = export
-            emit(ExportEvent(project_id=pid, kind="status", status=export.status))
-        job.completed_at = _now()
-        assert job.export is not None  # noqa: S101 - a watch yields before it ends
-        if job.export.status is ExportStatus.FAILED:
-            failed(job, ExportFailedError(pid, job.export.error))
-            return
-        await send.send(job)
-
-    async def watcher(send: MemoryObjectSendStream[_Job]) -> None:
-        async with send:
-            while (job := await next_job()) is not None:
-                try:
-                    await watch(job, send)
-                except BabouError as exc:  # noqa: PERF203 - one result per job
-                    failed(job, exc)
-
-    async def downloader(receive: MemoryObjectReceiveStream[_Job]) -> None:
-        async with receive:
-            async for job in receive:
-                pid = job.project_id
-
-                def on_bytes(_pid: str, done: int, total: int | None, pid: str = pid) -> None:
-                    emit(
-                        ExportEvent(
-                            project_id=pid, kind="download", bytes_done=done, bytes_total=total
-                        )
-                    )
-
-                try:
-                    download = await download_export(
-                        session,
-                        pid,
-                        directory,
-                        overwrite=overwrite,
-                        progress=on_bytes,
-                        export=job.export,
-                    )
-                except BabouError as exc:
-                    failed(job, exc)
-                    continue
-                finish(
-                    job,
-                    ExportResult(
-                        project_id=pid,
-                        status=ExportStatus.COMPLETED,
-                        path=download.path,
-                        bytes=download.bytes,
-                        ok=True,
-                        skipped=download.skipped,
-                        started_at=job.started_at,
-                        completed_at=job.completed_at,
-                        downloaded_at=_now(),
-                    ),
-                )
-
-    send, receive = anyio.create_memory_object_stream[_Job](download_concurrency)
-    async with anyio.create_task_group() as tg:
-        for _ in range(download_concurrency):
-            tg.start_soon(downloader, receive.clone())
-        for _ in range(concurrency):
-            tg.start_soon(watcher, send.clone())
-        send.close()
-        receive.close()
-    if input_error is not None:
-        raise input_error
-    results = [slot for slot in slots if slot is not None]
-    assert len(results) == len(slots)  # noqa: S101 - every job ends in finish()
-    return results
+    directory, journal = await open_destination(dest_dir)
+    async with journal:
+        inputs = _Inputs(project_ids)
+        batch = _Batch(rt, inputs, directory, journal, options, progress, download_concurrency)
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(batch.worker)
+    return inputs.results()

@@ -28,7 +28,7 @@ from pathlib import Path
 import anyio
 import attrs
 
-from ._batch import EventCallback
+from ._callbacks import EventCallback
 from ._config import PollPolicy, RetryPolicy
 from ._models import ChapterStatus, ExportResult
 from ._session import BabouSession
@@ -210,42 +210,9 @@ async def run_demo(
         raise ValueError(msg)
     timings = timings or DemoTimings()
     seed = secrets.randbelow(1_000_000) if seed is None else seed
-    rng = random.Random(seed)  # noqa: S311 - scene choices, not secrets
-
-    def tell(text: str) -> None:
-        if note is not None:
-            note(text)
-
-    def doing(text: str) -> None:
-        if stage is not None:
-            stage(text)
-
     began = time.monotonic()
-    directory = Path(os.fspath(out_dir))
-    directory = await anyio.to_thread.run_sync(directory.resolve)
-    t = timings
-    faults_mix = Faults(slow_bytes_per_second=t.bytes_per_second)
-    if faults:  # light and recoverable: some cut downloads, a few quick 429s
-        faults_mix.drop_rate = 0.12
-        faults_mix.rate_limit_rate = 0.01
-        faults_mix.retry_after = round(t.retry.base_delay, 3)
-    fake = FakeBabou(
-        seed=seed,
-        prompt_seconds=t.prompt_seconds,
-        asset_seconds=t.prompt_seconds,
-        export_queued_seconds=t.export_queued_seconds,
-        # Each project renders for a time of its own, so exports finish spread out.
-        export_processing_seconds=lambda pid: (
-            t.min_render_seconds
-            + (t.max_render_seconds - t.min_render_seconds) * _draw(seed, pid, "render")
-        ),
-        video_size=lambda pid: (
-            t.min_video_bytes
-            + int((t.max_video_bytes - t.min_video_bytes) * _draw(seed, pid, "size"))
-        ),
-        faults=faults_mix,
-        record_limit=50_000,
-    )
+    directory = await anyio.to_thread.run_sync(Path(os.fspath(out_dir)).resolve)
+    fake = _simulator(seed, faults, timings)
     async with (
         fake,
         BabouSession(
@@ -256,84 +223,17 @@ async def run_demo(
         ) as babou,
     ):
         base_url = fake.base_url
-        tell(
+        demo = _Demo(babou, seed, timings, note, stage)
+        demo.tell(
             f"Simulator listening on {base_url} (seed {seed}"
             f"{', light fault mix' if faults else ''})"
         )
-
-        # 1. Projects, chapters (in order: they are rendered in creation order), prompts.
-        doing(f"creating {projects} projects")
-        plans: list[list[tuple[str, str]]] = [
-            rng.sample(_SCENES, rng.choice((2, 3))) for _ in range(projects)
-        ]
-        topics = [rng.choice(_TOPICS) for _ in range(projects)]
-        durations = [[rng.randint(4, 12) for _ in plan] for plan in plans]
-        project_ids: list[str] = [""] * projects
-        pending: list[tuple[str, str, tuple[float, float] | None]] = []
-        limiter = anyio.CapacityLimiter(16)
-
-        async def build(index: int) -> None:
-            async with limiter:
-                project = await babou.create_project(
-                    f"Demo {index + 1:02d}: {topics[index]}",
-                    description="Created by `babou demo` on the bundled simulator.",
-                )
-                project_ids[index] = project.id
-                chapter_ids = []
-                for (name, _), duration in zip(plans[index], durations[index], strict=True):
-                    chapter = await babou.create_chapter(project.id, name, duration=duration)
-                    chapter_ids.append(chapter.id)
-                for chapter_id, (_, prompt) in zip(chapter_ids, plans[index], strict=True):
-                    submitted = await babou.submit_prompt(project.id, chapter_id, prompt)
-                    pending.append((project.id, chapter_id, submitted.estimated_seconds))
-
-        async with anyio.create_task_group() as tg:
-            for index in range(projects):
-                tg.start_soon(build, index)
-        tell(
-            f"Created {projects} projects with {len(pending)} chapters and submitted "
-            f"{len(pending)} prompts in {time.monotonic() - began:.1f}s"
-        )
-
-        # 2. Wait for every chapter at once.
-        ready = 0
-        broken = 0
-        doing(f"rendering prompts: 0/{len(pending)} chapters ready")
-
-        async def settle(project_id: str, chapter_id: str, est: tuple[float, float] | None) -> None:
-            nonlocal ready, broken
-            async with limiter:
-                chapter = await babou.wait_for_chapter(
-                    project_id, chapter_id, timeout=120, estimate=est
-                )
-            if chapter.status is ChapterStatus.ERROR:
-                broken += 1
-            else:
-                ready += 1
-            doing(f"rendering prompts: {ready}/{len(pending)} chapters ready")
-
-        async with anyio.create_task_group() as tg:
-            for item in pending:
-                tg.start_soon(settle, *item)
+        project_ids, pending = await demo.build(projects, began)
+        await demo.settle(pending, began)
         setup_seconds = time.monotonic() - began
-        tell(
-            f"{ready} chapters ready"
-            + (f" ({broken} failed)" if broken else "")
-            + f" after {setup_seconds:.1f}s"
-        )
-
-        # 3. Export everything concurrently, downloading each video as soon as it is ready.
-        doing(f"exporting {projects} projects")
-        tell(f"Exporting {projects} projects to {directory}")
         export_began = time.monotonic()
-        results = await babou.export_many(
-            project_ids,
-            directory,
-            concurrency=concurrency,
-            download_concurrency=download_concurrency,
-            timeout=max(60.0, 20 * (t.export_queued_seconds + t.max_render_seconds)),
-            overwrite=True,
-            progress=progress,
+        results = await demo.export(
+            project_ids, directory, concurrency, download_concurrency, progress
         )
         export_seconds = time.monotonic() - export_began
         dropped = sum(1 for r in fake.requests if r.origin == "asset" and r.dropped)
@@ -352,3 +252,142 @@ async def run_demo(
         dropped_downloads=dropped,
         rate_limited=throttled,
     )
+
+
+def _simulator(seed: int, faults: bool, t: DemoTimings) -> FakeBabou:
+    """The demo's simulator: spread-out render times and sizes, and the fault mix."""
+    faults_mix = Faults(slow_bytes_per_second=t.bytes_per_second)
+    if faults:  # light and recoverable: some cut downloads, a few quick 429s
+        faults_mix.drop_rate = 0.12
+        faults_mix.rate_limit_rate = 0.01
+        faults_mix.retry_after = round(t.retry.base_delay, 3)
+    return FakeBabou(
+        seed=seed,
+        prompt_seconds=t.prompt_seconds,
+        asset_seconds=t.prompt_seconds,
+        export_queued_seconds=t.export_queued_seconds,
+        # Each project renders for a time of its own, so exports finish spread out.
+        export_processing_seconds=lambda pid: (
+            t.min_render_seconds
+            + (t.max_render_seconds - t.min_render_seconds) * _draw(seed, pid, "render")
+        ),
+        video_size=lambda pid: (
+            t.min_video_bytes
+            + int((t.max_video_bytes - t.min_video_bytes) * _draw(seed, pid, "size"))
+        ),
+        faults=faults_mix,
+        record_limit=50_000,
+    )
+
+
+#: A submitted prompt: project, chapter and the server's estimate.
+_Pending = tuple[str, str, "tuple[float, float] | None"]
+
+
+class _Demo:
+    """The demo's three phases on one session: build, settle, export."""
+
+    def __init__(
+        self,
+        babou: BabouSession,
+        seed: int,
+        timings: DemoTimings,
+        note: Callable[[str], object] | None,
+        stage: Callable[[str], object] | None,
+    ) -> None:
+        self.babou = babou
+        self.rng = random.Random(seed)  # noqa: S311 - scene choices, not secrets
+        self.timings = timings
+        self.note = note
+        self.stage = stage
+        self.limiter = anyio.CapacityLimiter(16)
+
+    def tell(self, text: str) -> None:
+        if self.note is not None:
+            self.note(text)
+
+    def doing(self, text: str) -> None:
+        if self.stage is not None:
+            self.stage(text)
+
+    async def build(self, projects: int, began: float) -> tuple[list[str], list[_Pending]]:
+        """1. Projects, chapters (rendered in creation order) and their prompts."""
+        self.doing(f"creating {projects} projects")
+        rng = self.rng
+        plans = [rng.sample(_SCENES, rng.choice((2, 3))) for _ in range(projects)]
+        topics = [rng.choice(_TOPICS) for _ in range(projects)]
+        durations = [[rng.randint(4, 12) for _ in plan] for plan in plans]
+        project_ids: list[str] = [""] * projects
+        pending: list[_Pending] = []
+
+        async def one(index: int) -> None:
+            async with self.limiter:
+                project = await self.babou.create_project(
+                    f"Demo {index + 1:02d}: {topics[index]}",
+                    description="Created by `babou demo` on the bundled simulator.",
+                )
+                project_ids[index] = project.id
+                chapter_ids = []
+                for (name, _), duration in zip(plans[index], durations[index], strict=True):
+                    chapter = await self.babou.create_chapter(project.id, name, duration=duration)
+                    chapter_ids.append(chapter.id)
+                for chapter_id, (_, prompt) in zip(chapter_ids, plans[index], strict=True):
+                    submitted = await self.babou.submit_prompt(project.id, chapter_id, prompt)
+                    pending.append((project.id, chapter_id, submitted.estimated_seconds))
+
+        async with anyio.create_task_group() as tg:
+            for index in range(projects):
+                tg.start_soon(one, index)
+        self.tell(
+            f"Created {projects} projects with {len(pending)} chapters and submitted "
+            f"{len(pending)} prompts in {time.monotonic() - began:.1f}s"
+        )
+        return project_ids, pending
+
+    async def settle(self, pending: list[_Pending], began: float) -> None:
+        """2. Wait for every chapter at once (``began``: when the demo started)."""
+        ready = broken = 0
+        self.doing(f"rendering prompts: 0/{len(pending)} chapters ready")
+
+        async def one(project_id: str, chapter_id: str, est: tuple[float, float] | None) -> None:
+            nonlocal ready, broken
+            async with self.limiter:
+                chapter = await self.babou.wait_for_chapter(
+                    project_id, chapter_id, timeout=120, estimate=est
+                )
+            if chapter.status is ChapterStatus.ERROR:
+                broken += 1
+            else:
+                ready += 1
+            self.doing(f"rendering prompts: {ready}/{len(pending)} chapters ready")
+
+        async with anyio.create_task_group() as tg:
+            for item in pending:
+                tg.start_soon(one, *item)
+        self.tell(
+            f"{ready} chapters ready"
+            + (f" ({broken} failed)" if broken else "")
+            + f" after {time.monotonic() - began:.1f}s"
+        )
+
+    async def export(
+        self,
+        project_ids: list[str],
+        directory: Path,
+        concurrency: int,
+        download_concurrency: int,
+        progress: EventCallback | None,
+    ) -> list[ExportResult]:
+        """3. Export everything concurrently, each video downloaded as soon as it is ready."""
+        t = self.timings
+        self.doing(f"exporting {len(project_ids)} projects")
+        self.tell(f"Exporting {len(project_ids)} projects to {directory}")
+        return await self.babou.export_many(
+            project_ids,
+            directory,
+            concurrency=concurrency,
+            download_concurrency=download_concurrency,
+            timeout=max(60.0, 20 * (t.export_queued_seconds + t.max_render_seconds)),
+            overwrite=True,
+            progress=progress,
+        )

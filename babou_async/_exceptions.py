@@ -24,17 +24,25 @@ nothing from aiohttp, cattrs or the operating system escapes a public call.
     │   ├── ExportFailedError         the server reported ``failed``, with its error text
     │   ├── ExportTimeoutError        the deadline passed first (also WaitTimeoutError)
     │   └── ExportNotReadyError       a download was asked of an export that is not completed
-    └── DownloadError                 a finished video could not be saved
-        └── IntegrityError            the bytes received do not match what the server announced
+    ├── DownloadError                 a finished video could not be saved
+    │   └── IntegrityError            the bytes received do not match what the server announced
+    └── JournalLockedError            another batch is using the destination directory
 
 Callers branch on the class or on :attr:`APIError.code`, never on message text, as the
 Babou error-handling guide advises (https://docs.babou.ai/guides/error-handling).
+
+Texts that come from the server and are kept on an exception (an export's ``error``, a raw
+status) have anything shaped like a Babou key (``sk-bab-...``) hidden and are clipped to
+:data:`MAX_SERVER_TEXT` characters; the session has already hidden its own key, in every
+spelling, from the whole response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, overload
+
+from ._redaction import Redactor
 
 __all__ = [
     "APIError",
@@ -49,6 +57,7 @@ __all__ = [
     "ExportNotReadyError",
     "ExportTimeoutError",
     "IntegrityError",
+    "JournalLockedError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitError",
@@ -58,6 +67,23 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
 ]
+
+
+#: The longest server text kept on an exception, in characters.
+MAX_SERVER_TEXT: Final = 1000
+_ANONYMOUS: Final = Redactor()
+
+
+@overload
+def server_text(text: str) -> str: ...
+@overload
+def server_text(text: str | None) -> str | None: ...
+def server_text(text: str | None) -> str | None:
+    """A text from the server fit for an exception: key-shaped strings hidden, clipped."""
+    if text is None:
+        return None
+    text = _ANONYMOUS(text)  # before clipping: a key cut in two is still a key
+    return text if len(text) <= MAX_SERVER_TEXT else text[:MAX_SERVER_TEXT] + "..."
 
 
 class BabouError(Exception):
@@ -273,7 +299,7 @@ class WaitTimeoutError(BabouError, TimeoutError):
     ) -> None:
         super().__init__(message)
         self.resource_id = resource_id
-        self.last_status = last_status
+        self.last_status = server_text(last_status)
         self.timeout = timeout
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -302,6 +328,7 @@ class ExportFailedError(ExportError):
     """
 
     def __init__(self, project_id: str, error: str | None) -> None:
+        error = server_text(error)
         super().__init__(f"export of {project_id} failed: {error or 'no reason given'}")
         self.project_id = project_id
         self.error = error
@@ -321,6 +348,7 @@ class ExportTimeoutError(ExportError, WaitTimeoutError):
     """
 
     def __init__(self, project_id: str, last_status: str | None, timeout: float = 0.0) -> None:
+        last_status = server_text(last_status)
         WaitTimeoutError.__init__(
             self,
             f"export of {project_id} not finished after {timeout:g}s "
@@ -345,6 +373,7 @@ class ExportNotReadyError(ExportError):
     """
 
     def __init__(self, project_id: str, status: str) -> None:
+        status = server_text(status)
         super().__init__(f"export of {project_id} is {status!r}, not completed")
         self.project_id = project_id
         self.status = status
@@ -376,3 +405,22 @@ class DownloadError(BabouError):
 
 class IntegrityError(DownloadError):
     """The number of bytes received differs from what the server announced."""
+
+
+class JournalLockedError(BabouError):
+    """
+    Another batch is using the destination directory (its journal is locked).
+
+    Two batches writing into one directory would start each other's exports and download
+    the same files; the second one is refused before it sends anything.
+
+    Attributes:
+        path: The journal's path, as a string.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args[0], self.__dict__.copy()))

@@ -1,12 +1,15 @@
 """
 The sans-I/O core: pure, synchronous functions, no sockets, no clock, no randomness.
 
-* checks of caller input against the documented limits, before anything is sent;
-* request building (:class:`RequestSpec`);
+* checks of caller input against the documented limits, before anything is sent
+  (:mod:`babou_async._validation`, re-exported here);
+* request building (:class:`RequestSpec`, :mod:`babou_async._requests`, re-exported here);
 * response parsing: JSON decoding, error envelope to exception, JSON to models;
 * decisions: retry or not and how long to wait, ``Retry-After``, poll delays.
 
-The I/O edges (:mod:`babou_async._session`, :mod:`babou_async._download`) feed these
+The download-resume rules are :mod:`babou_async._resume`, the rate arithmetic
+:mod:`babou_async._ratelimit`. The I/O edges (:mod:`babou_async._runtime` and the modules
+built on it) feed these
 functions status codes, headers and bytes, and the current time and random draws when a
 decision needs them, so every rule here is testable without an event loop.
 
@@ -17,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import enum
-import functools
 import json
 import math
 import re
@@ -26,9 +27,14 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, ParamSpec, TypeVar
 
-import attrs
-
-from ._config import PollPolicy, RetryPolicy
+from ._decisions import (
+    FailureKind,
+    RetryDecision,
+    backoff_delay,
+    decide_retry,
+    next_poll_delay,
+    poll_window_step,
+)
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -48,377 +54,117 @@ from ._models import (
     Project,
     PromptSubmission,
 )
+from ._redaction import Redactor
+from ._requests import (
+    RequestSpec,
+    RetryMode,
+    build_create_chapter,
+    build_create_project,
+    build_get_asset,
+    build_get_chapter,
+    build_get_export,
+    build_get_project,
+    build_list_assets,
+    build_list_chapters,
+    build_list_projects,
+    build_start_export,
+    build_submit_prompt,
+)
 from ._serialization import structure
+from ._validation import (
+    ALLOWED_CONTENT_TYPES,
+    DEFAULT_BASE_URL,
+    DESCRIPTION_MAX,
+    EXTENSION_CONTENT_TYPES,
+    LIST_LIMIT_MAX,
+    MAX_UPLOAD_BYTES,
+    NAME_MAX,
+    PROMPT_MAX,
+    check_api_key,
+    check_asset_id,
+    check_base_url,
+    check_bool,
+    check_chapter_id,
+    check_id,
+    check_limit,
+    check_positive_int,
+    check_project_id,
+    check_project_id_source,
+    check_project_ids,
+    check_session_options,
+    check_text,
+    check_timeout,
+    check_upload_size,
+    guess_content_type,
+    normalise_content_type,
+)
+
+__all__ = [
+    "ALLOWED_CONTENT_TYPES",
+    "DEFAULT_BASE_URL",
+    "DESCRIPTION_MAX",
+    "EXTENSION_CONTENT_TYPES",
+    "LIST_LIMIT_MAX",
+    "MAX_UPLOAD_BYTES",
+    "NAME_MAX",
+    "PROMPT_MAX",
+    "FailureKind",
+    "RawResponse",
+    "RequestSpec",
+    "RetryDecision",
+    "RetryMode",
+    "backoff_delay",
+    "build_create_chapter",
+    "build_create_project",
+    "build_get_asset",
+    "build_get_chapter",
+    "build_get_export",
+    "build_get_project",
+    "build_list_assets",
+    "build_list_chapters",
+    "build_list_projects",
+    "build_start_export",
+    "build_submit_prompt",
+    "check_api_key",
+    "check_asset_id",
+    "check_base_url",
+    "check_bool",
+    "check_chapter_id",
+    "check_id",
+    "check_limit",
+    "check_positive_int",
+    "check_project_id",
+    "check_project_id_source",
+    "check_project_ids",
+    "check_session_options",
+    "check_text",
+    "check_timeout",
+    "check_upload_size",
+    "decide_retry",
+    "decode_error",
+    "error_class",
+    "error_from_response",
+    "guess_content_type",
+    "next_poll_delay",
+    "normalise_content_type",
+    "parse_asset",
+    "parse_assets_page",
+    "parse_chapter",
+    "parse_chapters",
+    "parse_estimated_time",
+    "parse_export",
+    "parse_json",
+    "parse_project",
+    "parse_projects_page",
+    "parse_prompt_submission",
+    "parse_retry_after",
+    "poll_window_step",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
-DEFAULT_BASE_URL: Final = "https://api.babou.ai/api/v1"
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
-
-# --------------------------------------------------------------------------------------
-# Documented limits (https://docs.babou.ai/api-reference/errors and the endpoint pages)
-# --------------------------------------------------------------------------------------
-
-NAME_MAX: Final = 30
-DESCRIPTION_MAX: Final = 1000
-PROMPT_MAX: Final = 5000
-# "100 MB" is not said to mean 10**6 or 2**20 bytes; we check the smaller reading so that a
-# file we let through is never refused by the server after a long upload.
-MAX_UPLOAD_BYTES: Final = 100 * 1000 * 1000
-LIST_LIMIT_MAX: Final = 100
-
-# The upload page's list (https://docs.babou.ai/api-reference/assets/upload). The
-# asset-management guide omits SVG (and one version AVI, GIF, AAC); we accept the union and
-# let the server have the last word.
-ALLOWED_CONTENT_TYPES: Final = frozenset(
-    {
-        "video/mp4",
-        "video/quicktime",
-        "video/x-msvideo",
-        "video/webm",
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/webp",
-        "image/svg+xml",
-        "audio/mpeg",
-        "audio/wav",
-        "audio/ogg",
-        "audio/aac",
-    }
-)
-
-# Guessing by extension with our own table, not the platform's mimetypes database, which
-# differs between machines (for example .wav is audio/x-wav on some).
-EXTENSION_CONTENT_TYPES: Final = {
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".qt": "video/quicktime",
-    ".avi": "video/x-msvideo",
-    ".webm": "video/webm",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".aac": "audio/aac",
-}
-
-# IDs: the docs document prj_/cht_ + 21 alphanumerics, but their own examples have 9, so only
-# the prefix and a safe alphabet are checked (no "/", "?", "#", whitespace or "..").
-_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,200}")
-
-
-def check_id(value: object, prefix: str, field: str) -> str:
-    """
-    Validate a resource ID: a string with the documented prefix and no path characters.
-
-    Raises:
-        ValidationError: Naming ``field`` and what is wrong.
-    """
-    if not isinstance(value, str):
-        raise ValidationError(
-            f"{field} must be a string, got {type(value).__name__}",
-            field=field,
-        )
-    if not value.startswith(prefix) or len(value) == len(prefix):
-        raise ValidationError(
-            f"{field} must look like {prefix}..., got {value!r}",
-            field=field,
-        )
-    if not _ID_RE.fullmatch(value):
-        raise ValidationError(
-            f"{field} may only contain letters, digits, '_' and '-', got {value!r}",
-            field=field,
-        )
-    return value
-
-
-def check_project_id(value: object) -> str:
-    """Validate a project ID (``prj_...``)."""
-    return check_id(value, "prj_", "project_id")
-
-
-def check_chapter_id(value: object) -> str:
-    """Validate a chapter ID (``cht_...``)."""
-    return check_id(value, "cht_", "chapter_id")
-
-
-def check_asset_id(value: object) -> str:
-    """
-    Validate an asset ID.
-
-    The Get Asset page says "UUID format" while every example is ``ast_...``; both are
-    accepted (only the alphabet is checked when there is no ``ast_`` prefix).
-    """
-    if (
-        isinstance(value, str)
-        and not value.startswith("ast_")
-        and re.fullmatch(
-            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", value
-        )
-    ):
-        return value
-    return check_id(value, "ast_", "asset_id")
-
-
-def _check_text(value: object, field: str, low: int, high: int, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string, got {type(value).__name__}", field=field)
-    if not low <= len(value) <= high:
-        raise ValidationError(
-            f"{field} must be between {low} and {high} characters, got {len(value)}",
-            field=field,
-        )
-
-
-def _check_bool(value: object, field: str) -> None:
-    if not isinstance(value, bool):
-        raise ValidationError(f"{field} must be a bool, got {type(value).__name__}", field=field)
-
-
-def check_positive_int(value: object, field: str, *, maximum: int | None = None) -> int:
-    """Validate an int >= 1 (and <= ``maximum``); booleans are not integers here."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < 1
-        or (maximum is not None and value > maximum)
-    ):
-        bound = f" from 1 to {maximum}" if maximum is not None else " >= 1"
-        raise ValidationError(f"{field} must be an integer{bound}, got {value!r}", field=field)
-    return value
-
-
-def check_limit(limit: object) -> int:
-    """Validate a page size: an int from 1 to 100."""
-    return check_positive_int(limit, "page_size", maximum=LIST_LIMIT_MAX)
-
-
-def normalise_content_type(content_type: object) -> str:
-    """
-    Validate an upload's MIME type against the documented list; parameters are dropped.
-
-    Raises:
-        ValidationError: When the type is missing or not one Babou accepts.
-    """
-    if not isinstance(content_type, str) or not content_type.strip():
-        raise ValidationError(
-            "content_type is required (and could not be guessed from the file name)",
-            field="content_type",
-        )
-    base = content_type.split(";", 1)[0].strip().lower()
-    if base not in ALLOWED_CONTENT_TYPES:
-        raise ValidationError(
-            f"content type {base!r} is not accepted by Babou; use one of "
-            + ", ".join(sorted(ALLOWED_CONTENT_TYPES)),
-            field="content_type",
-        )
-    return base
-
-
-def guess_content_type(filename: str) -> str | None:
-    """Guess a Babou-accepted MIME type from a file name's extension."""
-    dot = filename.rfind(".")
-    if dot < 0:
-        return None
-    return EXTENSION_CONTENT_TYPES.get(filename[dot:].lower())
-
-
-def check_upload_size(size: int | None) -> None:
-    """Refuse, before sending, an upload known to exceed the documented 100 MB."""
-    if size is not None and size > MAX_UPLOAD_BYTES:
-        raise ValidationError(
-            f"file is {size} bytes; Babou accepts at most {MAX_UPLOAD_BYTES} bytes (100 MB)",
-            field="file",
-        )
-
-
-# --------------------------------------------------------------------------------------
-# Requests
-# --------------------------------------------------------------------------------------
-
-
-class RetryMode(enum.Enum):
-    """How safe a request is to resend."""
-
-    #: A read: any transient failure may be retried.
-    IDEMPOTENT = "idempotent"
-    #: A create: resending after the server may have acted would duplicate the resource.
-    CREATE = "create"
-    #: Starting an export: a duplicate start is harmless and detectable (409).
-    START_EXPORT = "start_export"
-
-
-@attrs.frozen(kw_only=True)
-class RequestSpec:
-    """
-    Everything needed to send one API request, as plain data.
-
-    Attributes:
-        method: HTTP method.
-        path: Path relative to the base URL, starting with ``/``, IDs already validated.
-        params: Query parameters.
-        json: JSON body, or ``None`` for no body.
-        retry_mode: How safely the request can be retried.
-    """
-
-    method: str
-    path: str
-    params: Mapping[str, str] = attrs.field(factory=dict)
-    json: Any = None
-    retry_mode: RetryMode = RetryMode.IDEMPOTENT
-
-
-# Path segments are IDs that check_id() limited to [A-Za-z0-9_-]: nothing to percent-encode.
-
-
-def _cached(builder: Callable[P, RequestSpec]) -> Callable[P, RequestSpec]:
-    """
-    Memoise a GET builder whose arguments are IDs: polls rebuild the same spec every time.
-
-    Only valid string IDs are cached (a failed check raises and is not cached; anything
-    but a string goes to the builder, whose check reports it).
-    """
-    cached = functools.lru_cache(maxsize=4096)(builder)
-
-    @functools.wraps(builder)
-    def build(*args: P.args, **kwargs: P.kwargs) -> RequestSpec:
-        if not kwargs and all(type(arg) is str for arg in args):
-            return cached(*args)
-        return builder(*args, **kwargs)
-
-    return build
-
-
-def build_create_project(
-    name: object, description: object = None, settings: object = None
-) -> RequestSpec:
-    """``POST /projects`` (https://docs.babou.ai/api-reference/projects/create)."""
-    _check_text(name, "name", 1, NAME_MAX)
-    _check_text(description, "description", 0, DESCRIPTION_MAX, optional=True)
-    if settings is not None and not isinstance(settings, Mapping):
-        raise ValidationError("settings must be a mapping", field="settings")
-    body: dict[str, Any] = {"name": name}
-    if description is not None:
-        body["description"] = description
-    if settings is not None:
-        try:
-            json.dumps(settings)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"settings must be JSON-serialisable: {exc}", field="settings"
-            ) from None
-        body["settings"] = dict(settings)
-    return RequestSpec(method="POST", path="/projects", json=body, retry_mode=RetryMode.CREATE)
-
-
-def build_list_projects(limit: int, offset: int) -> RequestSpec:
-    """``GET /projects``: its page is missing from the docs; limit/offset as for assets."""
-    return RequestSpec(
-        method="GET", path="/projects", params={"limit": str(limit), "offset": str(offset)}
-    )
-
-
-@_cached
-def build_get_project(project_id: object) -> RequestSpec:
-    """``GET /projects/{projectId}``."""
-    return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}")
-
-
-def build_create_chapter(project_id: object, name: object, duration: object = None) -> RequestSpec:
-    """``POST /projects/{projectId}/chapters``."""
-    pid = check_project_id(project_id)
-    _check_text(name, "name", 1, NAME_MAX)
-    body: dict[str, Any] = {"name": name}
-    if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
-            raise ValidationError(
-                f"duration must be a positive integer number of seconds, got {duration!r}",
-                field="duration",
-            )
-        body["duration"] = duration
-    return RequestSpec(
-        method="POST",
-        path=f"/projects/{pid}/chapters",
-        json=body,
-        retry_mode=RetryMode.CREATE,
-    )
-
-
-@_cached
-def build_list_chapters(project_id: object) -> RequestSpec:
-    """``GET /projects/{projectId}/chapters``."""
-    return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}/chapters")
-
-
-@_cached
-def build_get_chapter(project_id: object, chapter_id: object) -> RequestSpec:
-    """``GET /projects/{projectId}/chapters/{chapterId}``."""
-    pid = check_project_id(project_id)
-    cid = check_chapter_id(chapter_id)
-    return RequestSpec(method="GET", path=f"/projects/{pid}/chapters/{cid}")
-
-
-def build_submit_prompt(
-    project_id: object, chapter_id: object, content: object, force: object = False
-) -> RequestSpec:
-    """``POST /projects/{projectId}/chapters/{chapterId}/prompt`` (singular ``prompt``)."""
-    pid = check_project_id(project_id)
-    cid = check_chapter_id(chapter_id)
-    _check_text(content, "content", 1, PROMPT_MAX)
-    _check_bool(force, "force")
-    return RequestSpec(
-        method="POST",
-        path=f"/projects/{pid}/chapters/{cid}/prompt",
-        json={"content": content, "force": force},
-        retry_mode=RetryMode.CREATE,
-    )
-
-
-def build_list_assets(
-    limit: int, offset: int, content_type: str | None, state: str | None
-) -> RequestSpec:
-    """``GET /assets`` with offset pagination and filters (note the camelCase param)."""
-    params = {"limit": str(limit), "offset": str(offset)}
-    if content_type is not None:
-        params["contentType"] = normalise_content_type(content_type)
-    if state is not None:
-        if not isinstance(state, str) or not state:  # type: ignore[redundant-expr]
-            raise ValidationError("state must be a non-empty string", field="state")
-        params["state"] = state
-    return RequestSpec(method="GET", path="/assets", params=params)
-
-
-@_cached
-def build_get_asset(asset_id: object) -> RequestSpec:
-    """``GET /assets/{assetId}``."""
-    return RequestSpec(method="GET", path=f"/assets/{check_asset_id(asset_id)}")
-
-
-def build_start_export(project_id: object) -> RequestSpec:
-    """``POST /projects/{projectId}/export``: no body is documented, none is sent."""
-    return RequestSpec(
-        method="POST",
-        path=f"/projects/{check_project_id(project_id)}/export",
-        retry_mode=RetryMode.START_EXPORT,
-    )
-
-
-@_cached
-def build_get_export(project_id: object) -> RequestSpec:
-    """``GET /projects/{projectId}/export``."""
-    return RequestSpec(method="GET", path=f"/projects/{check_project_id(project_id)}/export")
-
 
 # --------------------------------------------------------------------------------------
 # Responses
@@ -452,11 +198,40 @@ class RawResponse(NamedTuple):
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
 
 
+#: The longest text taken from a response into an exception (message, hint, request ID).
+MAX_TEXT: Final = 1000
+_ANONYMOUS: Final = Redactor()
+
+
 def decode_error(raw: RawResponse, message: str) -> DecodeError:
-    """Build a :class:`DecodeError` carrying the response's status, type and first bytes."""
+    """
+    Build a :class:`DecodeError` carrying the response's status, type and first bytes.
+
+    Anything key-shaped is hidden from the message and the excerpt (the session has already
+    hidden its own key, in every spelling, from the whole body).
+    """
+    excerpt = _ANONYMOUS.redact_bytes(raw.body[:4096])[:200]
+    content_type = raw.content_type
+    if content_type is not None:
+        content_type = _ANONYMOUS(content_type[:MAX_TEXT])
     return DecodeError(
-        message, status=raw.status, content_type=raw.content_type, body_excerpt=raw.body[:200]
+        _ANONYMOUS(message), status=raw.status, content_type=content_type, body_excerpt=excerpt
     )
+
+
+def _loads(body: bytes) -> tuple[bool, Any]:
+    """``(True, value)`` for a JSON body, else ``(False, None)``; never raises."""
+    try:
+        # JSON on the wire is UTF-8 (RFC 8259); decoding first skips json's encoding sniff.
+        return True, json.loads(body.decode())
+    except UnicodeDecodeError:
+        pass
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
+        return False, None
+    try:
+        return True, json.loads(body)  # a UTF-16/32 body, detected by json itself
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return False, None
 
 
 def parse_json(raw: RawResponse) -> Any:
@@ -464,33 +239,37 @@ def parse_json(raw: RawResponse) -> Any:
     Decode a success response's JSON body.
 
     The content type is not insisted on (some proxies say ``text/plain``); the body must
-    parse as JSON.
+    parse as JSON. Whatever the body (deep nesting, huge numbers, bad encodings), the only
+    exception is a :class:`DecodeError`, raised with no chained cause or context.
 
     Raises:
         DecodeError: When the body is not JSON.
     """
-    try:
-        # JSON on the wire is UTF-8 (RFC 8259); decoding first skips json's encoding sniff.
-        return json.loads(raw.body.decode())
-    except UnicodeDecodeError:
-        try:
-            return json.loads(raw.body)  # a UTF-16/32 body, detected by json itself
-        except (ValueError, UnicodeDecodeError):
-            raise decode_error(raw, "response body is not valid JSON") from None
-    except ValueError:
-        raise decode_error(raw, "response body is not valid JSON") from None
+    ok, payload = _loads(raw.body)
+    if not ok:
+        raise decode_error(raw, "response body is not valid JSON")
+    return payload
 
 
 def _as_text(value: object) -> str | None:
-    if value is None:
+    """A text field of a response: a string as is, anything else as JSON (never raises)."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "..."
+
+
+def _redact(text: str | None, redactor: Redactor | None) -> str | None:
+    """A response text fit for an exception: redacted first (a cut key is still a key), clipped."""
+    if text is None:
         return None
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _redact(text: str | None, secret: str | None) -> str | None:
-    if text is None or not secret:
-        return text
-    return text.replace(secret, "[REDACTED]")
+    return _clip(text if redactor is None else redactor(text))
 
 
 _STATUS_CLASSES: Final[dict[int, type[APIError]]] = {
@@ -538,53 +317,63 @@ def error_from_response(
     *,
     method: str,
     path: str,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
     secret: str | None = None,
+    redactor: Redactor | None = None,
 ) -> APIError:
     """
     Turn an error response into the matching :class:`APIError` subclass.
 
     Reads the documented flat envelope ``{"error", "code", "hint"}`` and tolerates a nested
     one (``{"error": {"code", "message"}}``) or a non-JSON body (an HTML 502 page from a
-    proxy). ``secret`` (the API key) is scrubbed from every text taken from the body.
+    proxy); any body gives an :class:`APIError`, never another exception. ``secret`` (the
+    API key), or the session's ``redactor``, is scrubbed in every spelling from every text
+    taken from the response: message, code, hint, request ID and header values.
     """
-    message: str | None = None
-    code: str | None = None
-    hint: str | None = None
-    try:
-        payload = json.loads(raw.body) if raw.body else None
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if isinstance(payload, Mapping):
-        err = payload.get("error")
-        if isinstance(err, Mapping):
-            message = _as_text(err.get("message") or err.get("error"))
-            code = _as_text(err.get("code") or payload.get("code"))
-            hint = _as_text(err.get("hint") or payload.get("hint"))
-        else:
-            message = _as_text(err if err is not None else payload.get("message"))
-            code = _as_text(payload.get("code"))
-            hint = _as_text(payload.get("hint"))
+    if redactor is None and secret:
+        redactor = Redactor([secret])
+    _, payload = _loads(raw.body) if raw.body else (True, None)
+    message, code, hint = _envelope(payload)
     if not message:
         message = f"HTTP {raw.status} from the Babou API"
         if payload is None and raw.body:
             message += " (the body is not a JSON error envelope)"
     request_id = next((raw.headers[h] for h in _REQUEST_ID_HEADERS if h in raw.headers), None)
-    cls = error_class(raw.status, code)
-    kwargs: dict[str, Any] = {
-        "status": raw.status,
-        "code": _redact(code, secret),
-        "hint": _redact(hint, secret),
-        "request_id": request_id,
-        "method": method,
-        "path": path,
-        "headers": raw.headers,
-    }
-    kwargs["retry_after"] = parse_retry_after(raw.headers.get("retry-after"), now=now)
-    return cls(_redact(message, secret) or "", **kwargs)
+    headers: Mapping[str, str] = raw.headers
+    if redactor is not None:
+        headers = {name: redactor(value) for name, value in raw.headers.items()}
+    return error_class(raw.status, code)(
+        _redact(message, redactor) or "",
+        status=raw.status,
+        code=_redact(code, redactor),
+        hint=_redact(hint, redactor),
+        request_id=_redact(_as_text(request_id), redactor),
+        method=method,
+        path=path,
+        headers=headers,
+        retry_after=parse_retry_after(raw.headers.get("retry-after"), now=now),
+    )
 
 
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+def _envelope(payload: object) -> tuple[str | None, str | None, str | None]:
+    """``(message, code, hint)`` of an error envelope, flat or nested; ``None`` when absent."""
+    if not isinstance(payload, Mapping):
+        return None, None, None
+    err = payload.get("error")
+    if isinstance(err, Mapping):
+        return (
+            _as_text(err.get("message") or err.get("error")),
+            _as_text(err.get("code") or payload.get("code")),
+            _as_text(err.get("hint") or payload.get("hint")),
+        )
+    return (
+        _as_text(err if err is not None else payload.get("message")),
+        _as_text(payload.get("code")),
+        _as_text(payload.get("hint")),
+    )
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
     """
     Parse ``Retry-After``: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
 
@@ -612,8 +401,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    reference = now or dt.datetime.now(dt.timezone.utc)
-    return max(0.0, (when - reference).total_seconds())
+    return max(0.0, (when - now).total_seconds())
 
 
 # --------------------------------------------------------------------------------------
@@ -624,8 +412,11 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
 def _decode(raw: RawResponse, data: object, cls: type[T]) -> T:
     try:
         return structure(data, cls)
-    except ValueError as exc:
-        raise decode_error(raw, f"unexpected {cls.__name__} in response: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        problem = _clip(str(exc))
+    # Raised outside the handler: the structuring error (which may quote the payload) is
+    # neither the cause nor the context.
+    raise decode_error(raw, f"unexpected {cls.__name__} in response: {problem}")
 
 
 def _object(raw: RawResponse, payload: object, what: str) -> Mapping[str, Any]:
@@ -665,12 +456,20 @@ def parse_estimated_time(value: object) -> tuple[float, float] | None:
     """
     if not isinstance(value, str):
         return None
-    match = _ESTIMATE_RE.search(value)
+    # Clipped: a hostile megabyte of digits would make the search quadratic.
+    match = _ESTIMATE_RE.search(value[:200])
     if match is None:
         return None
     unit = _UNIT_SECONDS[match["unit"][0].lower()]
     low = float(match["low"]) * unit
     high = float(match["high"]) * unit if match["high"] else low
+    return _finite_estimate(low, high)
+
+
+def _finite_estimate(low: float, high: float) -> tuple[float, float] | None:
+    """``(low, high)`` ordered, or ``None`` unless both are finite (a poll never waits forever)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
     return (min(low, high), max(low, high))
 
 
@@ -813,179 +612,27 @@ def parse_export(
 
 
 def _info_text(value: object) -> str | None:
-    """An informational text field: a string, a number written out, or ``None``."""
+    """An informational text field: a string (clipped), a number written out, or ``None``."""
     if isinstance(value, str):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:g}"
-    return None
+    number = _info_number(value)
+    return None if number is None else f"{number:g}"
 
 
 def _info_number(value: object) -> float | None:
     """An informational number: a number, a numeric string, or ``None``."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
+    try:
+        number = float(value[:100] if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # not a number, or an int beyond any float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _estimate(value: object) -> tuple[float, float] | None:
     """``estimated_time`` as seconds: parsed text, or a bare number taken as seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return (float(value), float(value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = _info_number(value)
+        return None if number is None or number < 0 else (number, number)
     return parse_estimated_time(value)
-
-
-# --------------------------------------------------------------------------------------
-# Decisions
-# --------------------------------------------------------------------------------------
-
-
-class FailureKind(enum.Enum):
-    """What kind of failure happened to a request, as far as retrying is concerned."""
-
-    #: Nothing was sent (connection refused, DNS failure, connect timeout).
-    NOT_SENT = "not sent"
-    #: The request may have reached the server (reset, disconnect, read timeout).
-    AMBIGUOUS = "ambiguous"
-
-
-@attrs.frozen(kw_only=True)
-class RetryDecision:
-    """
-    The answer of :func:`decide_retry`.
-
-    Attributes:
-        retry: Whether to try again.
-        delay: Seconds to wait first.
-        reason: A short description for the log.
-    """
-
-    retry: bool
-    delay: float = 0.0
-    reason: str = ""
-
-
-def backoff_delay(policy: RetryPolicy, retry_number: int, rand: float) -> float:
-    """
-    Exponential backoff with optional full jitter.
-
-    Args:
-        policy: The retry policy.
-        retry_number: 1 for the first retry, 2 for the second, ...
-        rand: A uniform draw in ``[0, 1)``.
-    """
-    exponent = min(retry_number - 1, 62)  # 2**62 * base overflows nothing, and is capped below
-    bound = min(policy.max_delay, policy.base_delay * (2.0**exponent))
-    return bound * rand if policy.jitter else bound
-
-
-def decide_retry(
-    *,
-    policy: RetryPolicy,
-    mode: RetryMode,
-    attempt: int,
-    rand: float,
-    error: APIError | None = None,
-    failure: FailureKind | None = None,
-) -> RetryDecision:
-    """
-    Decide whether a failed attempt is retried, and after how long.
-
-    Args:
-        policy: The retry policy in force.
-        mode: How safe the request is to resend.
-        attempt: The attempt that just failed (1 for the first).
-        rand: A uniform draw in ``[0, 1)`` for the jitter.
-        error: The API error, if the server answered.
-        failure: The transport failure kind, if the server did not answer.
-    """
-    if attempt >= policy.attempts:
-        return RetryDecision(retry=False, reason="no attempts left")
-    retry_after: float | None = None
-    if isinstance(error, RateLimitError):
-        # 429: the request was refused, so even a create is safe to resend.
-        reason = "rate limited (429)"
-        retry_after = error.retry_after
-    elif isinstance(error, ServerError):
-        if mode is RetryMode.CREATE:
-            return RetryDecision(retry=False, reason="server error on a create: not resent")
-        reason = f"server error ({error.status})"
-        retry_after = error.retry_after
-    elif error is not None:
-        return RetryDecision(retry=False, reason=f"not retryable ({error.status})")
-    elif failure is FailureKind.NOT_SENT:
-        reason = "connection failed before sending"
-    elif failure is FailureKind.AMBIGUOUS:
-        if mode is RetryMode.CREATE:
-            return RetryDecision(
-                retry=False, reason="request may have reached the server: a create is not resent"
-            )
-        reason = "connection lost or timed out"
-    else:
-        return RetryDecision(retry=False, reason="nothing to retry")
-    if retry_after is not None:
-        if retry_after > policy.max_retry_after:
-            return RetryDecision(
-                retry=False,
-                reason=f"Retry-After {retry_after:g}s exceeds max_retry_after "
-                f"{policy.max_retry_after:g}s",
-            )
-        return RetryDecision(retry=True, delay=retry_after, reason=f"{reason}, Retry-After")
-    return RetryDecision(retry=True, delay=backoff_delay(policy, attempt, rand), reason=reason)
-
-
-def next_poll_delay(
-    policy: PollPolicy,
-    *,
-    polls_since_due: int,
-    elapsed: float,
-    estimate: tuple[float, float] | None,
-    rand: float,
-) -> float:
-    """
-    Seconds to wait before the next status poll.
-
-    Args:
-        policy: The poll policy.
-        polls_since_due: Polls made since the job became overdue (see below), 0 for the
-            next.
-        elapsed: Seconds since the job started (or since we began watching).
-        estimate: The server's ``(low, high)`` estimate in seconds, if any.
-        rand: A uniform draw in ``[0, 1)`` for the jitter.
-
-    With an estimate, three phases:
-
-    * before its lower bound, the delay aims at that moment in steps of at most
-      ``max_delay`` (no point polling a "2-5 minutes" job every 2 s for 2 minutes);
-    * inside the window, the job may finish any moment: a steady ``initial_delay``, so a
-      finished job is noticed within that;
-    * past the upper bound (or with no estimate at all), the delay grows from
-      ``initial_delay`` by ``multiplier`` up to ``max_delay``. The caller counts
-      ``polls_since_due`` only in this phase.
-    """
-    factor = 1.0 + policy.jitter * (2.0 * rand - 1.0)
-    if policy.use_estimate and estimate is not None and elapsed < estimate[1]:
-        if elapsed >= estimate[0]:
-            return min(policy.initial_delay, policy.max_delay) * factor
-        until_due = estimate[0] - elapsed
-        # Land on the due moment, never later: jitter only shortens this delay.
-        delay = min(until_due, policy.max_delay)
-        # initial_delay may exceed max_delay (PollPolicy(max_delay=1) keeps the default 2 s):
-        # max_delay caps every delay.
-        floor = min(policy.initial_delay, policy.max_delay, until_due)
-        return max(floor, delay * min(factor, 1.0))
-    exponent = min(polls_since_due, 200)
-    try:
-        grown = policy.initial_delay * policy.multiplier**exponent
-    except OverflowError:  # a large multiplier: 50.0**200 does not fit in a float
-        grown = math.inf
-    delay = min(policy.max_delay, grown)
-    return delay * factor

@@ -32,6 +32,15 @@ _FRACTION = re.compile(r"\.(\d+)")
 log = logging.getLogger("babou_async")
 
 
+def _shown(value: object) -> str:
+    """``value`` for an error message: a short repr of a scalar, the type of anything else."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value) if not isinstance(value, int) or abs(value) < 10**50 else "a huge int"
+    if isinstance(value, str):
+        return repr(value[:50]) + ("..." if len(value) > 50 else "")
+    return f"a {type(value).__name__}"
+
+
 def _structure_str(value: object, _: type) -> str:
     if isinstance(value, str):
         return value
@@ -47,13 +56,13 @@ def _structure_int(value: object, _: type) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    msg = f"expected an integer, got {value!r}"
+    msg = f"expected an integer, got {_shown(value)}"
     raise TypeError(msg)
 
 
 def _structure_float(value: object, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"expected a number, got {value!r}"
+        msg = f"expected a number, got {_shown(value)}"
         raise TypeError(msg)
     return float(value)
 
@@ -61,7 +70,7 @@ def _structure_float(value: object, _: type) -> float:
 def _structure_bool(value: object, _: type) -> bool:
     if isinstance(value, bool):
         return value
-    msg = f"expected a boolean, got {value!r}"
+    msg = f"expected a boolean, got {_shown(value)}"
     raise TypeError(msg)
 
 
@@ -101,7 +110,7 @@ def _lenient_timestamp(value: object, _: type) -> dt.datetime | None:
     try:
         return parse_timestamp(value)
     except (TypeError, ValueError):
-        log.debug("ignoring an unparseable timestamp: %r", value)
+        log.debug("ignoring an unparseable timestamp: %s", _shown(value))
         return None
 
 
@@ -140,16 +149,22 @@ def make_converter() -> cattrs.Converter:
 converter = make_converter()
 
 
-def describe_error(exc: Exception) -> str:
-    """Summarise a cattrs structuring failure with field paths."""
-    if isinstance(exc, (ClassValidationError, IterableValidationError)):
-        return "; ".join(cattrs.transform_error(exc))
-    return str(exc) or type(exc).__name__
+def describe_error(exc: BaseException) -> str:
+    """Summarise a cattrs structuring failure with field paths (never raises)."""
+    try:
+        if isinstance(exc, (ClassValidationError, IterableValidationError)):
+            return "; ".join(cattrs.transform_error(exc))
+        return str(exc) or type(exc).__name__
+    except Exception:  # noqa: BLE001 - a description must not fail (a RecursionError, say)
+        return type(exc).__name__
 
 
 def structure(data: object, cls: type[T]) -> T:
     """
     Structure ``data`` into ``cls`` with the package converter.
+
+    Whatever ``data`` holds (wrong types anywhere, huge numbers, deep nesting), the only
+    exception is this ``ValueError``.
 
     Raises:
         ValueError: With a readable description of every bad field. The caller, which

@@ -3,14 +3,29 @@ The only module that talks to aiohttp.
 
 It sends requests and hands back plain data (:class:`~babou_async._protocol.RawResponse`)
 or, for downloads, a chunk stream; every aiohttp or OS error is translated here into a
-:class:`~babou_async.TransportError` (chained with ``raise ... from``), tagged with whether
-the request provably never left (which decides if a create may be retried).
+:class:`~babou_async.TransportError`, tagged with whether the request provably never left
+(which decides if a create may be retried).
+
+What it guarantees about the API key and other credentials:
+
+* a third-party exception never reaches the caller, not even as a chained cause: aiohttp's
+  hold the request they failed on (``request_info``, with the ``Authorization`` header).
+  Its place in the chain is taken by an :class:`UpstreamError`, a text-only copy of its
+  type and message (and of its own causes), and it is raised outside the ``except`` block
+  so that it is not even the ``__context__``;
+* every text taken from a third-party exception or a response is redacted with the
+  credentials this transport was asked to send (learned from the ``Authorization``
+  headers it is given): the key in any spelling (:class:`~babou_async._redaction.Redactor`);
+* URL userinfo is never turned into an ``Authorization`` header (aiohttp would): it is
+  stripped from download URLs and their redirects, and redirects are followed here, one by
+  one, so that none leads to a URL carrying a credential or to a non-HTTP scheme;
+* an API body is read up to :data:`MAX_API_BODY` bytes, decompressed size included.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,12 +42,20 @@ from ._exceptions import (
     TransportError,
 )
 from ._protocol import MAX_UPLOAD_BYTES, FailureKind, RawResponse
+from ._redaction import Redactor
 
-__all__ = ["SendFailure", "StreamResponse", "Transport", "strip_query"]
+__all__ = ["SendFailure", "StreamResponse", "Transport", "UpstreamError", "strip_query"]
 
-# API responses are small JSON documents; refuse to buffer a runaway one.
-MAX_API_BODY = 16 * 1024 * 1024
+# API responses are small JSON documents (a page of 100 assets is ~30 KB; an upload's
+# answer is one asset): refuse to buffer a runaway one, or a compression bomb.
+MAX_API_BODY = 4 * 1024 * 1024
 UPLOAD_FLOOR_BYTES_PER_SECOND = 64 * 1024
+#: Redirects of a download followed at most (aiohttp's default too).
+MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_ANONYMOUS = Redactor()
+_CAUSE_DEPTH = 4  # how many nested causes of a third-party exception are copied
 
 
 class SendFailure(Exception):  # noqa: N818 - internal signal, never escapes the package
@@ -44,14 +67,72 @@ class SendFailure(Exception):  # noqa: N818 - internal signal, never escapes the
         self.kind = kind
 
 
+class UpstreamError(Exception):
+    """
+    A text-only copy of a third-party exception, chained in its place.
+
+    Keeps what helps a reader (the original's type name and message, redacted, and the same
+    for its own causes) and drops what may hold a credential (aiohttp's ``request_info``
+    with the request headers, frames, arguments).
+
+    Attributes:
+        kind: The qualified name of the original exception's type.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind = kind
+
+
+def sanitized(
+    exc: BaseException, redact: Callable[[str], str] = _ANONYMOUS, depth: int = 0
+) -> UpstreamError:
+    """The :class:`UpstreamError` copy of ``exc`` and of its causes (a few levels deep)."""
+    cls = type(exc)
+    copy = UpstreamError(f"{cls.__module__}.{cls.__qualname__}", _safe_text(str(exc), redact))
+    inner = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if inner is not None and depth < _CAUSE_DEPTH:
+        copy.__cause__ = sanitized(inner, redact, depth + 1)
+    return copy
+
+
+def _safe_text(text: str, redact: Callable[[str], str]) -> str:
+    """A third-party message fit for ours: no query strings, no credentials, not huge."""
+    words = [strip_query(word) if "://" in word else word for word in text.split(" ")]
+    return redact(" ".join(words))[:500]
+
+
 def strip_query(url: str) -> str:
-    """Drop the query string: signed download URLs carry their signature there."""
-    return url.split("?", 1)[0]
+    """
+    A URL fit for a message: without its query, fragment and userinfo.
+
+    Signed download URLs carry their signature in the query; userinfo is a password.
+    """
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}"
 
 
-def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
-    """Map an aiohttp/OS exception to a :class:`SendFailure`."""
-    safe_url = strip_query(url)
+def translate_error(
+    exc: BaseException, method: str, url: str, redact: Callable[[str], str] = _ANONYMOUS
+) -> SendFailure:
+    """
+    Map an aiohttp/OS exception to a :class:`SendFailure` (raise it outside the handler).
+
+    The public error's message is redacted with ``redact``, and both it and the failure
+    are chained to a :func:`sanitized` copy of ``exc``, never ``exc`` itself.
+    """
+    failure = _translate(exc, method, redact(strip_query(url)), redact)
+    failure.error.__cause__ = failure.__cause__ = sanitized(exc, redact)
+    return failure
+
+
+def _translate(
+    exc: BaseException, method: str, safe_url: str, redact: Callable[[str], str]
+) -> SendFailure:
     where = f"{method} {safe_url}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         err: BabouError = RequestTimeoutError(
@@ -62,29 +143,28 @@ def translate_error(exc: BaseException, method: str, url: str) -> SendFailure:
         err = RequestTimeoutError(f"timed out waiting for {where}", method=method, url=safe_url)
         return SendFailure(err, FailureKind.AMBIGUOUS)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        err = TransportError(
-            f"cannot connect for {where}: {exc.os_error}", method=method, url=safe_url
-        )
+        reason = _safe_text(str(exc.os_error), redact)
+        err = TransportError(f"cannot connect for {where}: {reason}", method=method, url=safe_url)
         return SendFailure(err, FailureKind.NOT_SENT)
     if isinstance(exc, aiohttp.ClientPayloadError):
         err = TransportError(
             f"connection dropped mid-body during {where}", method=method, url=safe_url
         )
         return SendFailure(err, FailureKind.AMBIGUOUS)
-    detail = str(exc) or type(exc).__name__
-    err = TransportError(
-        f"connection failed during {where}: {strip_query(detail)}", method=method, url=safe_url
-    )
+    detail = _safe_text(str(exc), redact) or type(exc).__name__
+    err = TransportError(f"connection failed during {where}: {detail}", method=method, url=safe_url)
     return SendFailure(err, FailureKind.AMBIGUOUS)
 
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_capped(resp: aiohttp.ClientResponse, redactor: Redactor = _ANONYMOUS) -> bytes:
     """
     Read a whole API response body of unknown or large size, up to ``MAX_API_BODY``.
 
+    The limit counts decompressed bytes (aiohttp decompresses API bodies), so a small
+    gzip bomb is refused too.
     (Not ``resp.content.read(n)``: it returns only what has arrived so far, so a body that
     comes in several TCP segments would be cut short.)
     """
@@ -94,11 +174,13 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_API_BODY:
+            head = redactor.redact_bytes(b"".join(chunks)[:4096])
+            content_type = resp.headers.get("Content-Type")
             raise DecodeError(
                 f"response body larger than {MAX_API_BODY} bytes; refused",
                 status=resp.status,
-                content_type=resp.headers.get("Content-Type"),
-                body_excerpt=chunks[0][:200],
+                content_type=None if content_type is None else redactor(content_type[:1000]),
+                body_excerpt=head[:200],
             )
     return b"".join(chunks)
 
@@ -119,15 +201,20 @@ class StreamResponse:
     _response: aiohttp.ClientResponse
     _method: str
     _url: str
+    _redact: Callable[[str], str] = _ANONYMOUS
+
+    async def read_chunk(self, size: int) -> bytes:
+        """The next piece of the body, up to ``size`` bytes, as it arrives (``b""`` at the end)."""
+        try:
+            return await self._response.content.read(size)
+        except _TRANSPORT_ERRORS as exc:
+            failure = translate_error(exc, self._method, self._url, self._redact)
+        raise failure.error  # outside the handler: the aiohttp error is not its context
 
     async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
         """Yield the body in chunks of up to ``size`` bytes as they arrive."""
-        try:
-            async for chunk in self._response.content.iter_chunked(size):
-                yield chunk
-        except _TRANSPORT_ERRORS as exc:
-            failure = translate_error(exc, self._method, self._url)
-            raise failure.error from exc
+        while chunk := await self.read_chunk(size):
+            yield chunk
 
 
 class Transport:
@@ -147,6 +234,11 @@ class Transport:
         timeouts: Timeouts,
         user_agent: str,
     ) -> None:
+        if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
+            raise ConfigurationError(
+                "http_session must be an aiohttp.ClientSession or None, "
+                f"got {type(http_session).__name__}"
+            )
         self._session = http_session
         self._owned = http_session is None
         self._max_connections = max_connections
@@ -165,6 +257,23 @@ class Transport:
         )
         self.user_agent = user_agent
         self._closed = False
+        # The credentials this transport has been asked to send, and their redaction.
+        self._credentials: frozenset[str] = frozenset()
+        self._redactor = _ANONYMOUS
+
+    @property
+    def redactor(self) -> Redactor:
+        """Hides every credential this transport has sent (and anything key-shaped)."""
+        return self._redactor
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        """Remember the credential of an ``Authorization`` header, to redact it everywhere."""
+        auth = headers.get("Authorization") or headers.get("authorization")
+        if not auth or auth in self._credentials:
+            return
+        token = auth.partition(" ")[2].strip() or auth
+        self._credentials |= {auth}
+        self._redactor = Redactor({token, *(c.partition(" ")[2] for c in self._credentials)})
 
     @property
     def owns_session(self) -> bool:
@@ -214,6 +323,7 @@ class Transport:
             SendFailure: When no response arrived.
         """
         session = self._http()
+        self._learn(headers)
         try:
             async with session.request(
                 method,
@@ -228,14 +338,19 @@ class Transport:
                 raise_for_status=False,
             ) as resp:
                 length = resp.content_length
-                if length is not None and length <= MAX_API_BODY:
+                if (
+                    length is not None
+                    and length <= MAX_API_BODY
+                    and "Content-Encoding" not in resp.headers
+                ):
                     body = await resp.read()
                 else:
-                    body = await _read_capped(resp)
+                    body = await _read_capped(resp, self._redactor)
                 # resp.headers is case-insensitive already: no lower-cased copy needed.
                 return RawResponse(status=resp.status, headers=resp.headers, body=body)
         except _TRANSPORT_ERRORS as exc:
-            raise translate_error(exc, method, url) from exc
+            failure = translate_error(exc, method, url, self._redactor)
+        raise failure  # outside the handler: the aiohttp error is not even the context
 
     def _upload_timeout(self, size: int) -> aiohttp.ClientTimeout:
         # No per-read timer: the server answers only once it has read the whole body, so
@@ -252,29 +367,26 @@ class Transport:
         """
         Open a streaming GET (no ``Authorization``: callers pass only what they mean to).
 
-        Redirects are followed (storage often redirects to a CDN); aiohttp drops the headers
-        we gave it on a cross-origin redirect, and we never give it credentials anyway.
+        Redirects are followed (storage often redirects to a CDN), here rather than by
+        aiohttp, at most :data:`MAX_REDIRECTS`: userinfo is stripped from every URL (aiohttp
+        would send it as Basic auth), credential headers are dropped on a change of origin,
+        and a URL carrying a credential this transport has sent, or not HTTP(S), is refused
+        (as are headers carrying one, such as an ``If-Range`` echoing a hostile ``ETag``).
         Bodies are not decompressed, so byte counts and ``Range`` offsets stay exact.
 
         Raises:
-            SendFailure: When no response arrived.
+            SendFailure: When no response arrived, or the URL or a redirect was refused.
         """
         session = self._http()
-        kwargs: dict[str, Any] = {
-            "headers": headers,
-            "timeout": self._stream_timeout,
-            "raise_for_status": False,
-            "auto_decompress": False,
-            # aiohttp pauses the socket when its buffer passes twice this; the default
-            # 64 KiB throttles fast downloads, 1 MiB keeps up with loopback and LAN speeds.
-            "read_bufsize": 1024 * 1024,
-        }
-        try:
-            # encoded=True: a signed URL must reach the origin byte for byte; re-quoting it
-            # (yarl's default) would turn %2F into / and break the signature.
-            resp = await session.get(yarl.URL(url, encoded=True), **kwargs)
-        except _TRANSPORT_ERRORS as exc:
-            raise translate_error(exc, "GET", url) from exc
+        if any(self._redactor.contains(value) for value in headers.values()):
+            # An If-Range echoing a validator the host made of the key, for one.
+            error = TransportError(
+                "refused to send a download request whose headers carry a credential",
+                method="GET",
+                url=self._redactor(strip_query(url)),
+            )
+            raise SendFailure(error, FailureKind.NOT_SENT)
+        resp = await self._follow(session, self._target(url), dict(headers))
         try:
             yield StreamResponse(
                 status=resp.status,
@@ -282,6 +394,7 @@ class Transport:
                 response=resp,
                 method="GET",
                 url=url,
+                redact=self._redactor,
             )
         finally:
             # Release returns a fully read connection to the pool; a partly read one is
@@ -290,6 +403,71 @@ class Transport:
                 resp.release()
             else:
                 resp.close()
+
+    def _target(self, url: str, base: yarl.URL | None = None) -> yarl.URL:
+        """
+        A download URL (or redirect ``Location``) to request: absolute, HTTP(S), no userinfo.
+
+        Raises:
+            SendFailure: The URL is unusable or carries a credential (nothing is sent).
+        """
+        where = self._redactor(strip_query(url))
+        problem = None
+        if self._redactor.contains(url):
+            problem = "it carries a credential"
+        elif any(ch.isspace() or not ch.isprintable() for ch in url):
+            problem = "it contains whitespace or control characters"
+        else:
+            try:
+                # encoded=True: a signed URL must reach the origin byte for byte; re-quoting
+                # it (yarl's default) would turn %2F into / and break the signature.
+                # A URL that is not ASCII was not percent-encoded: yarl encodes it then.
+                target = yarl.URL(url, encoded=url.isascii())
+                if base is not None:
+                    target = base.join(target)
+                if target.scheme in ("http", "https") and target.raw_host:
+                    return target.with_user(None)  # also drops the password
+                problem = "it is not an absolute http(s) URL"
+            except (ValueError, TypeError):
+                problem = "it is malformed"
+        what = "redirect to" if base is not None else "download URL"
+        error = TransportError(f"refused the {what} {where}: {problem}", method="GET", url=where)
+        raise SendFailure(error, FailureKind.NOT_SENT)
+
+    async def _follow(
+        self, session: aiohttp.ClientSession, target: yarl.URL, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """GET ``target``, following redirects one by one (see :meth:`stream`)."""
+        kwargs: dict[str, Any] = {
+            "timeout": self._stream_timeout,
+            "raise_for_status": False,
+            "auto_decompress": False,
+            "allow_redirects": False,
+            # aiohttp pauses the socket when its buffer passes twice this; the default
+            # 64 KiB throttles fast downloads, 1 MiB keeps up with loopback and LAN speeds.
+            "read_bufsize": 1024 * 1024,
+        }
+        for _ in range(MAX_REDIRECTS + 1):
+            failure = None
+            try:
+                resp = await session.get(target, headers=headers, **kwargs)
+            except _TRANSPORT_ERRORS as exc:
+                failure = translate_error(exc, "GET", str(target), self._redactor)
+            if failure is not None:
+                raise failure  # outside the handler: the aiohttp error is not the context
+            location = resp.headers.get("Location")
+            if resp.status not in _REDIRECT_STATUSES or location is None:
+                return resp
+            resp.release()
+            following = self._target(location, base=target)
+            if following.origin() != target.origin():
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            target = following
+        where = self._redactor(strip_query(str(target)))
+        error = TransportError(
+            f"more than {MAX_REDIRECTS} redirects for GET {where}", method="GET", url=where
+        )
+        raise SendFailure(error, FailureKind.AMBIGUOUS)
 
     async def aclose(self) -> None:
         """Close the owned aiohttp session (an injected one is left open)."""

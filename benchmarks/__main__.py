@@ -21,7 +21,7 @@ from typing import Any
 
 from . import Options, Result
 
-BENCHMARKS = ("download", "memory", "overhead", "watches", "polling")
+BENCHMARKS = ("download", "memory", "overhead", "watches", "polling", "budget")
 
 
 def _load(name: str) -> Callable[[Options], list[Result]]:

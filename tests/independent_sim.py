@@ -91,6 +91,12 @@ class Recorded:
     body_size: int = 0
     status: int | None = None
     fault: str | None = None
+    bytes_sent: int = 0
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the origin cut this download on purpose."""
+        return self.fault is not None and self.fault.startswith("drop")
 
 
 @dataclass
@@ -121,6 +127,7 @@ class Faults:
         url_uses: How many requests one download URL serves (``None``: unlimited), as
             with one-time signed links.
         expired_status: What an expired download URL gets.
+        bytes_per_second: Throttle of each download body (``None``: as fast as possible).
     """
 
     rate_429: float = 0.0
@@ -138,6 +145,7 @@ class Faults:
     url_uses: int | None = None
     content_length: bool = True
     exact_query: bool = False
+    bytes_per_second: float | None = None
     redirect: bool = False
     cdn_lag: float = 0.0
 
@@ -227,6 +235,7 @@ class _Project:
     chapters: list[_Chapter] = field(default_factory=list)
     export: _Export | None = None
     urls_minted: int = 0
+    renders: int = 0  # exports started: each POST after a terminal one renders anew
 
 
 @dataclass
@@ -448,6 +457,7 @@ class IndependentBabou:
 
     def put_export(self, project_id: str, *, ago: float = 3600.0) -> None:
         """Give ``project_id`` an export started ``ago`` seconds ago (completed by default)."""
+        self.projects[project_id].renders += 1
         self.projects[project_id].export = _Export(
             id=self._id("exp_", 12),
             started=time.monotonic() - ago,
@@ -465,14 +475,27 @@ class IndependentBabou:
         if nested:
             self.nested_failures.add(project_id)
 
-    def video(self, project_id: str) -> bytes:
-        """The deterministic MP4-ish bytes of a project's export."""
-        if project_id not in self._videos:
-            rng = random.Random(f"{self.seed}/{project_id}")
+    def video(self, project_id: str, render: int | None = None) -> bytes:
+        """
+        The deterministic MP4-ish bytes of a project's export.
+
+        Each render has bytes of its own (``render``: 1 for the first; default the latest),
+        so a client that renders twice downloads something else than the first video.
+        """
+        project = self.projects.get(project_id)
+        if render is None:
+            render = max(1, project.renders) if project is not None else 1
+        key = project_id if render == 1 else f"{project_id}#{render}"
+        if key not in self._videos:
+            rng = random.Random(f"{self.seed}/{key}")
             size = rng.randint(*self.video_size)
             head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-            self._videos[project_id] = (head + rng.randbytes(size))[:size]
-        return self._videos[project_id]
+            self._videos[key] = (head + rng.randbytes(size))[:size]
+        return self._videos[key]
+
+    def renders(self, project_id: str) -> int:
+        """How many exports of ``project_id`` were started (each one a render)."""
+        return self.projects[project_id].renders
 
     def inject(
         self, fault: str, *, method: str = "GET", path: str = ".*", origin: str = "api"
@@ -842,7 +865,9 @@ class IndependentBabou:
         data["prompts"] = [self._prompt_json(chapter, p, now) for p in chapter.prompts]
         return _json(data)
 
-    async def _submit_prompt(self, request: web.Request) -> web.StreamResponse:
+    async def _submit_prompt(  # noqa: PLR0911 - the endpoint's checks in the docs' order
+        self, request: web.Request
+    ) -> web.StreamResponse:
         project = self._project(request)
         if project is None:
             return self._project_not_found()
@@ -906,7 +931,9 @@ class IndependentBabou:
             "created_at": asset.created_at,
         }
 
-    async def _upload_asset(self, request: web.Request) -> web.StreamResponse:
+    async def _upload_asset(  # noqa: PLR0911 - the endpoint's checks in the docs' order
+        self, request: web.Request
+    ) -> web.StreamResponse:
         ctype = request.headers.get("Content-Type")
         if not ctype:
             return _error(400, "VALIDATION_ERROR", "Content-Type header is required")
@@ -1023,6 +1050,7 @@ class IndependentBabou:
                 "Project has no completed chapters",
                 "Add chapters and submit prompts before exporting",
             )
+        project.renders += 1
         project.export = _Export(
             id=self._id("exp_", 12),
             started=now,
@@ -1169,7 +1197,7 @@ class IndependentBabou:
         self._token_uses[token] = self._token_uses.get(token, 0) + 1
         return await self._serve_video(request, record, entry[0], fault)
 
-    async def _serve_video(
+    async def _serve_video(  # noqa: C901, PLR0912, PLR0915 - one response, read top to bottom
         self, request: web.Request, record: Recorded, project_id: str, fault: str | None
     ) -> web.StreamResponse:
         body = self.video(project_id)
@@ -1218,11 +1246,14 @@ class IndependentBabou:
             await response.prepare(request)
             sent = 0
             stall_at = len(body) // 2 if fault is not None and fault.startswith("stall:") else -1
+            throttle = self.faults.bytes_per_second
             while sent < cut:
                 chunk = body[sent : min(cut, sent + 65536)]
                 await response.write(chunk)
-                await asyncio.sleep(0)  # let concurrent downloads interleave
+                # Let concurrent downloads interleave (and throttle, when asked).
+                await asyncio.sleep(len(chunk) / throttle if throttle else 0)
                 sent += len(chunk)
+                record.bytes_sent = sent
                 if fault is not None and 0 <= stall_at < sent:
                     stall_at = -1
                     await asyncio.sleep(float(fault.split(":", 1)[1]))

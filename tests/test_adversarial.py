@@ -172,12 +172,16 @@ async def test_two_downloads_to_one_destination_never_commit_a_corrupt_file(
                 await wait_for(lambda size: size >= 1024 * 1024)  # first buffer on disk
                 second = anyio.CancelScope()
 
+                second_done = anyio.Event()
+
                 async def run_second() -> None:
-                    with second, pytest.raises(BabouError):
+                    # The partial is locked by the first download: the second is refused.
+                    with second, pytest.raises(BabouError, match="another process"):
                         await babou.download_export("prj_a", tmp_path)
+                    second_done.set()
 
                 tg.start_soon(run_second)
-                await wait_for(lambda size: size == 0)  # the second one has begun
+                await second_done.wait()
                 release_first.set()
                 while not first_ok:
                     await anyio.sleep(0.005)
@@ -372,7 +376,11 @@ async def test_206_without_content_range_leaves_nothing_at_the_final_path(
             assert await anyio.Path(tmp_path / "prj_a.mp4").read_bytes() == content
 
 
-async def test_cancelled_download_leaves_no_part_file_and_no_final_file(tmp_path: Path) -> None:
+async def test_cancelled_download_keeps_a_resumable_partial_and_no_final_file(
+    tmp_path: Path,
+) -> None:
+    """Cancelled mid-body: nothing at the final path; the partial and its sidecar stay."""
+
     async def stall(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         response.content_length = 4 * 1024 * 1024
@@ -397,7 +405,7 @@ async def test_cancelled_download_leaves_no_part_file_and_no_final_file(tmp_path
                 while not await part_has_bytes():
                     await anyio.sleep(0.005)
                 tg.cancel_scope.cancel()
-    assert [] == await listing(tmp_path)
+    assert ["prj_a.mp4.part", "prj_a.mp4.part.json"] == await listing(tmp_path)
 
 
 # --------------------------------------------------------------------------------------
@@ -713,7 +721,12 @@ async def test_export_many_keeps_input_order_and_reports_duplicates_everywhere(
     assert type(results[1].error).__name__ == "ExportFailedError"
     assert type(results[4].error).__name__ == "NotFoundError"
     assert results[0] is results[3] is results[7]
-    assert await listing(tmp_path) == ["prj_a.mp4", "prj_b.mp4", "prj_c.mp4"]
+    assert await listing(tmp_path) == [
+        ".babou-journal.sqlite3",
+        "prj_a.mp4",
+        "prj_b.mp4",
+        "prj_c.mp4",
+    ]
     for pid in ("prj_a", "prj_b", "prj_c"):
         saved = await anyio.Path(tmp_path / f"{pid}.mp4").read_bytes()
         assert saved == f"{pid}.mp4".encode() * 100
@@ -732,7 +745,9 @@ async def test_export_many_survives_one_malformed_download_url(tmp_path: Path) -
     assert [r.ok for r in results] == [True, False]
 
 
-async def test_cancelled_export_many_leaves_no_partial_files(tmp_path: Path) -> None:
+async def test_cancelled_export_many_leaves_no_final_files(tmp_path: Path) -> None:
+    """Cancelled mid-download: no final file; the journal and resumable partials remain."""
+
     async def stall(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         response.content_length = 4 * 1024 * 1024
@@ -750,7 +765,9 @@ async def test_cancelled_export_many_leaves_no_partial_files(tmp_path: Path) -> 
                 while len([n for n in await listing(tmp_path) if n.endswith(".part")]) < 2:
                     await anyio.sleep(0.005)
                 tg.cancel_scope.cancel()
-    assert [] == await listing(tmp_path)
+    names = await listing(tmp_path)
+    assert not [n for n in names if n.endswith(".mp4")]
+    assert all(n.endswith((".part", ".part.json", ".sqlite3")) for n in names)
 
 
 # --------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ async def test_mixed_batch_isolates_failures(
     """Completed exports are saved byte-identical; failures are reported, not raised."""
     good = [fake.seed_project(f"G{i}") for i in range(8)]
     bad_render = fake.seed_project("bad")
+    fake.prompt_seconds = 600  # its prompt stays in flight for the whole test
     not_ready = fake.seed_project("unready", ready=False)
     fake.faults = Faults(
         fail_exports={bad_render}, drop_rate=0.2, rate_limit_rate=0.05, retry_after=0
@@ -72,7 +73,9 @@ async def test_mixed_batch_isolates_failures(
     assert isinstance(by_id[not_ready].error, ValidationError)
     assert isinstance(by_id["bogus-id"].error, ValidationError)
     assert results[0] is results[-1]
-    assert sorted(f"{pid}.mp4" for pid in good) == await listing(tmp_path)
+    assert [".babou-journal.sqlite3", *sorted(f"{pid}.mp4" for pid in good)] == await listing(
+        tmp_path
+    )
     done = [e for e in events if e.kind == "done"]
     assert len(done) == len(set(order))
     assert any(e.kind == "status" for e in events)
@@ -142,7 +145,7 @@ async def test_timeout_is_per_project(fake: FakeBabou, babou: BabouSession, tmp_
 async def test_cancelling_the_batch_leaves_no_part_files(
     fake: FakeBabou, babou: BabouSession, tmp_path: Path
 ) -> None:
-    """Cancelling mid-batch stops everything and leaves no .part file."""
+    """Cancelling mid-batch stops everything: no final file half-written, partials resumable."""
     fake.export_video_size = 4 * 1024 * 1024
     fake.faults = Faults(slow_bytes_per_second=2_000_000)
     ids = [fake.seed_project(f"P{i}") for i in range(4)]
@@ -162,8 +165,17 @@ async def test_cancelling_the_batch_leaves_no_part_files(
             await downloading.wait()
         tg.cancel_scope.cancel()
     names = await listing(tmp_path)
-    assert not [n for n in names if n.endswith(".part")]
-    assert all(n.endswith(".mp4") for n in names)
+    assert [n for n in names if n.endswith(".part")]  # kept for the next run to resume
+    finals = [n for n in names if n.endswith(".mp4")]
+    for name in finals:  # anything at a final path is a whole video
+        data = await anyio.Path(tmp_path / name).read_bytes()
+        assert fake.video_bytes(name.removesuffix(".mp4")) == data
+    assert all(n.endswith((".mp4", ".part", ".part.json", ".sqlite3")) for n in names)
+    again = await babou.export_many(ids, tmp_path)
+    assert all(r.ok for r in again)
+    assert sorted([*(f"{pid}.mp4" for pid in ids), ".babou-journal.sqlite3"]) == await listing(
+        tmp_path
+    )
 
 
 async def test_large_input_uses_bounded_tasks(

@@ -40,6 +40,14 @@ EXPECTED_ROWS = {
     "polling.detection_latency",
     "polling.no_estimate.requests",
     "polling.no_estimate.latency",
+    "polling.vs_backoff",
+    "polling.responsive",
+    "polling.frugal",
+    "polling.session",
+    "budget.key_limit.wall",
+    "budget.key_limit.share_429",
+    "budget.random_429.wall",
+    "budget.random_429.unlimited",
 }
 
 
@@ -73,7 +81,14 @@ def test_every_benchmark_runs(smoke: Smoke) -> None:
     assert not errors, (errors, done.stderr)
     assert "Traceback" not in done.stderr
     assert report["mode"] == "smoke"
-    assert set(report["seconds"]) == {"download", "memory", "overhead", "watches", "polling"}
+    assert set(report["seconds"]) == {
+        "download",
+        "memory",
+        "overhead",
+        "watches",
+        "polling",
+        "budget",
+    }
 
 
 def test_rows_are_well_formed(smoke: Smoke) -> None:

@@ -35,7 +35,10 @@ from babou_async import (
     PollPolicy,
     __version__,
 )
-from babou_async._cli import _OverallLine, _RichDisplay, _StatusBoard, _Writer, main
+from babou_async._cli import main
+from babou_async._cli._display import OverallLine, RichDisplay, StatusBoard
+from babou_async._cli._output import Writer
+from babou_async._cli._rows import StatusRow
 from babou_async.testing import FakeBabou
 
 pytestmark = pytest.mark.anyio
@@ -70,12 +73,15 @@ class Run:
         self.stderr = stderr.decode()
 
     def json_lines(self) -> list[dict[str, Any]]:
+        """Every line of stdout, parsed as JSON."""
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
     def results(self) -> dict[str, dict[str, Any]]:
+        """The ``"type": "result"`` lines, by project ID."""
         return {r["project_id"]: r for r in self.json_lines() if r.get("type") == "result"}
 
     def summary(self) -> dict[str, Any]:
+        """The one ``"type": "summary"`` line."""
         (summary,) = [r for r in self.json_lines() if r.get("type") == "summary"]
         return summary
 
@@ -94,10 +100,12 @@ async def babou(
 
 
 async def _sha256(path: Path) -> str:
+    """The SHA-256 of a file, read without blocking the loop."""
     return hashlib.sha256(await anyio.Path(path).read_bytes()).hexdigest()
 
 
 async def _parts(directory: Path) -> list[str]:
+    """The `.part` files left in ``directory``."""
     return [p.name async for p in anyio.Path(directory).glob("*.part")]
 
 
@@ -184,6 +192,50 @@ async def test_bad_key_error_never_echoes_it(fake: FakeBabou) -> None:
     assert "Traceback" not in run.stderr
     assert secret not in run.stdout + run.stderr
     assert "NotTheRightKey" not in run.stdout + run.stderr
+
+
+async def test_global_options_after_the_command(fake: FakeBabou) -> None:
+    """`--base-url` and `--api-key` work after the command and after a sub-group too."""
+    pid = fake.seed_project("After")
+    where = ("--base-url", fake.base_url, "--api-key", fake.api_key)
+    after = await babou("projects", "list", *where, "--json", env=_env())
+    assert after.returncode == 0, after.stderr
+    assert pid in {p["id"] for p in after.json_lines()}
+    between = await babou("projects", *where, "list", "--json", env=_env())
+    assert between.returncode == 0, between.stderr
+    assert pid in {p["id"] for p in between.json_lines()}
+
+
+async def test_global_option_after_the_command_wins(fake: FakeBabou) -> None:
+    """A value after the command beats one before it, which beats the environment."""
+    wrong_key = "sk-bab-NotTheRightKeyAtAll1234567"
+    wrong_url = "http://127.0.0.1:9/api/v1"
+    later = await babou(
+        "--api-key", wrong_key, "projects", "list", "--api-key", fake.api_key, fake=fake
+    )
+    assert later.returncode == 0, later.stderr
+    over_env = await babou(
+        *("--api-key", fake.api_key, "--base-url", fake.base_url, "projects", "list"),
+        env=_env(BABOU_API_KEY=wrong_key, BABOU_BASE_URL=wrong_url),
+    )
+    assert over_env.returncode == 0, over_env.stderr
+    rejected = await babou("projects", "list", "--api-key", wrong_key, fake=fake)
+    assert rejected.returncode == 1
+    assert "401" in rejected.stderr
+
+
+async def test_verbose_after_the_command(tmp_path: Path) -> None:
+    """`export PRJ -v` shows the informational lines that `export PRJ` alone does not."""
+    async with FakeBabou(seed=7, export_queued_seconds=0.05, export_processing_seconds=60) as sim:
+        pid = sim.seed_project("Verbose")
+        async with BabouSession(sim.api_key, base_url=sim.base_url) as session:
+            await session.start_export(pid)  # still processing when the CLI follows it
+        command = ("export", pid, "--timeout", "1")
+        # Two directories: a re-run in the same one would find its journal and not POST.
+        quiet = await babou(*command, "--out", str(tmp_path / "a"), fake=sim)
+        verbose = await babou(*command, "--out", str(tmp_path / "b"), "-v", fake=sim)
+    assert "already in progress" not in quiet.stderr
+    assert f"export of {pid} already in progress: following it" in verbose.stderr
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -416,7 +468,7 @@ async def test_demo_end_to_end(tmp_path: Path) -> None:
     assert (summary["ok"], summary["failed"], summary["files"]) == (3, 0, 3)
     assert summary["elapsed"] < 30
     assert sorted([p.name async for p in anyio.Path(out).iterdir()]) == sorted(
-        f"{pid}.mp4" for pid in results
+        [".babou-journal.sqlite3", *(f"{pid}.mp4" for pid in results)]
     )
 
 
@@ -448,6 +500,7 @@ async def test_simulate_serves_until_sigint() -> None:
 
 
 def _result(pid: str, *, ok: bool = True, skipped: bool = False) -> ExportResult:
+    """A final export result: saved, skipped, or failed with `render crashed`."""
     return ExportResult(
         project_id=pid,
         status=ExportStatus.COMPLETED if ok else ExportStatus.FAILED,
@@ -463,7 +516,7 @@ def test_rich_display_draws_progress_and_one_line_per_project() -> None:
     """On a terminal: bars while downloading, a line per finished project, a summary."""
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=110, color_system=None)
-    display = _RichDisplay(_Writer(), console, total=3)
+    display = RichDisplay(Writer(), console, total=3)
     display.start()
     display.on_event(ExportEvent(project_id="prj_a", kind="status", status=ExportStatus.QUEUED))
     display.on_event(ExportEvent(project_id="prj_b", kind="status", status=ExportStatus.FAILED))
@@ -471,7 +524,7 @@ def test_rich_display_draws_progress_and_one_line_per_project() -> None:
         ExportEvent(project_id="prj_a", kind="download", bytes_done=10**6, bytes_total=2 * 10**6)
     )
     assert display.bars.keys() == {"prj_a"}
-    overall = str(_OverallLine(display.tally, 3).__rich__())
+    overall = str(OverallLine(display.tally, 3).__rich__())
     assert "downloading 1" in overall
     assert "failed" not in overall
     display.on_event(ExportEvent(project_id="prj_a", kind="done", result=_result("prj_a")))
@@ -500,12 +553,21 @@ def test_rich_display_draws_progress_and_one_line_per_project() -> None:
 
 def test_status_board_renders_a_table() -> None:
     """The `status --watch` board renders one row per project with its detail."""
-    rows: dict[str, dict[str, Any]] = {
-        "prj_a": {"project_id": "prj_a", "status": "completed", "error": None},
-        "prj_b": {"project_id": "prj_b", "status": "failed", "error": "render crashed"},
+    rows: dict[str, StatusRow] = {
+        pid: {
+            "project_id": pid,
+            "status": status,
+            "error": error,
+            "download_url": None,
+            "duration_seconds": None,
+        }
+        for pid, status, error in [
+            ("prj_a", "completed", None),
+            ("prj_b", "failed", "render crashed"),
+        ]
     }
     buffer = io.StringIO()
-    Console(file=buffer, width=100, color_system=None).print(_StatusBoard(rows, threading.Lock()))
+    Console(file=buffer, width=100, color_system=None).print(StatusBoard(rows, threading.Lock()))
     text = buffer.getvalue()
     assert "ready to download" in text
     assert "render crashed" in text
@@ -517,7 +579,7 @@ def test_writer_goes_quiet_on_a_closed_pipe(capsys: pytest.CaptureFixture[str]) 
     def broken() -> None:
         raise BrokenPipeError
 
-    writer = _Writer()
+    writer = Writer()
     writer.out("before")
     writer.call(broken)
     writer.out("after")
@@ -551,13 +613,17 @@ def test_demo_json_output_in_process(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_unwritable_out_is_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An --out that cannot be created: one `babou: error:` line and exit 1, no traceback."""
+    """An --out that cannot be created: one `babou: error:` line, exit 2 (usage), no traceback.
+
+    The destination is checked before the first request (nothing is started for a batch
+    that cannot be saved), so it is a usage error like any other bad argument.
+    """
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     options = ["--api-key", "sk-bab-x", "--base-url", "http://127.0.0.1:9/api/v1"]
     code = main([*options, "export", "prj_abc", "--out", str(blocker / "sub")])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert err.startswith("babou: error:")
     assert "Traceback" not in err
 

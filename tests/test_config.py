@@ -36,6 +36,8 @@ def test_defaults() -> None:
             "max_delay": 30.0,
             "jitter": 0.1,
             "use_estimate": True,
+            "window_fraction": 0.055,
+            "overdue_multiplier": 1.02,
         },
         {
             "requests_per_second": None,
@@ -43,6 +45,7 @@ def test_defaults() -> None:
             "adaptive": True,
             "min_rate": 0.5,
             "backoff_factor": 0.7,
+            "slow_start": True,
         },
         {"connect": 10.0, "read": 30.0, "total": 60.0},
     ) == tuple(as_dict(cls()) for cls in BUNDLES)

@@ -132,7 +132,7 @@ async def test_expired_url_is_refreshed(
     fake.url_ttl = 60.0
     from babou_async._download import download_export
 
-    result = await download_export(babou, pid, tmp_path, export=export)
+    result = await download_export(babou._rt, pid, tmp_path, export=export)
     assert fake.video_sha256(pid) == await sha256(result.path)
     statuses = [r.path for r in fake.find_requests(origin="asset")]
     assert len(statuses) == 2
@@ -199,22 +199,30 @@ async def test_not_ready_and_failed_exports(
     assert [] == await listing(tmp_path)
 
 
-async def test_cancelled_download_leaves_no_part_file(
+async def test_cancelled_download_keeps_its_partial_for_the_next_one(
     fake: FakeBabou, babou: BabouSession, tmp_path: Path
 ) -> None:
-    """Cancelling mid-download removes the .part file and creates nothing."""
+    """Cancelling mid-download leaves no final file; the next download resumes the partial."""
     pid = await completed(fake, babou)
     fake.faults = Faults(slow_bytes_per_second=1_000_000)
-    seen_part = False
+    done_at_cancel = 0
 
     def progress(_pid: str, done: int, _total: int | None) -> None:
-        nonlocal seen_part
-        seen_part = seen_part or done > 0
+        nonlocal done_at_cancel
+        done_at_cancel = max(done_at_cancel, done)
 
     with anyio.move_on_after(1.5):
         await babou.download_export(pid, tmp_path, progress=progress)
-    assert seen_part
-    assert [] == await listing(tmp_path)
+    assert done_at_cancel > 0
+    assert [f"{pid}.mp4.part", f"{pid}.mp4.part.json"] == await listing(tmp_path)
+    fake.faults = Faults()
+    fake.clear_requests()
+    result = await babou.download_export(pid, tmp_path)
+    assert fake.video_sha256(pid) == await sha256(result.path)
+    assert [f"{pid}.mp4"] == await listing(tmp_path)
+    (resumed,) = fake.find_requests(origin="asset")
+    offset = int(resumed.header("Range").removeprefix("bytes=").rstrip("-"))
+    assert offset >= done_at_cancel
 
 
 async def test_iter_export_bytes_streams_without_disk(fake: FakeBabou, babou: BabouSession) -> None:

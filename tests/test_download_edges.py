@@ -17,7 +17,7 @@ from babou_async import (
     PollPolicy,
     RetryPolicy,
 )
-from babou_async._download import _commit_sync, _Fetcher, _write_sync
+from babou_async._files import commit_sync, write_sync
 from babou_async.testing import FakeBabou
 
 pytestmark = pytest.mark.anyio
@@ -116,42 +116,18 @@ async def test_unusable_destination_is_a_download_error(
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("babou_async._download.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("babou_async._files.Partial.open_sync", refuse)
     with pytest.raises(DownloadError, match="cannot write"):
         await babou.download_export(pid, tmp_path)
     with pytest.raises(ValueError, match="overwrite"):
         await babou.download_export(pid, tmp_path, overwrite="yes")  # type: ignore[arg-type]
 
 
-def state(fetcher: _Fetcher) -> tuple[int | None, str | None]:
-    return fetcher.total, fetcher.etag
-
-
-def test_accept_checks_content_range() -> None:
-    """A 206 must start where we asked; '*' totals and new ETags are understood."""
-    fetcher = _Fetcher(None, "prj_x", "http://h/v.mp4", FAST_RETRY)  # type: ignore[arg-type]
-    with pytest.raises(DownloadError, match="Content-Range"):
-        fetcher._accept(206, {"content-range": "bytes 5-9/100"}, 0)
-    with pytest.raises(DownloadError, match="Content-Range"):
-        fetcher._accept(206, {}, 10)
-    assert (0, 10) == fetcher._accept(206, {"content-range": "bytes 10-19/*"}, 10)
-    assert fetcher.total is None
-    assert (0, 0) == fetcher._accept(200, {"content-length": "100", "etag": '"a"'}, 0)
-    assert (100, '"a"') == state(fetcher)
-    # Server ignored Range with the same content: skip what we have.
-    assert (40, 40) == fetcher._accept(200, {"content-length": "100", "etag": '"a"'}, 40)
-    # New content (another strong ETag): start over.
-    assert (0, 0) == fetcher._accept(200, {"content-length": "120", "etag": '"b"'}, 40)
-    # A weak ETag cannot be used for If-Range.
-    fetcher._accept(200, {"etag": 'W/"c"'}, 0)
-    assert (None, None) == state(fetcher)
-
-
 def test_write_sync_truncates_on_restart() -> None:
     """Writing at an earlier position truncates what followed."""
     buf = io.BytesIO()
-    _write_sync(buf, 0, [b"hello ", b"world"])
-    _write_sync(buf, 0, [b"bye"])
+    write_sync(buf, 0, [b"hello ", b"world"])
+    write_sync(buf, 0, [b"bye"])
     assert b"bye" == buf.getvalue()
 
 
@@ -161,20 +137,20 @@ def test_commit_never_clobbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     part.write_bytes(b"new")
     final.write_bytes(b"old")
     with pytest.raises(FileExistsError):
-        _commit_sync(part, final, overwrite=False)
+        commit_sync(part, final, overwrite=False)
 
     def no_links(*_args: object) -> None:
         raise PermissionError("no hard links here")
 
     monkeypatch.setattr("os.link", no_links)
     with pytest.raises(FileExistsError):
-        _commit_sync(part, final, overwrite=False)
+        commit_sync(part, final, overwrite=False)
     assert b"old" == final.read_bytes()
     final.unlink()
-    _commit_sync(part, final, overwrite=False)
+    commit_sync(part, final, overwrite=False)
     assert (b"new", False) == (final.read_bytes(), part.exists())
     part.write_bytes(b"newer")
-    _commit_sync(part, final, overwrite=True)
+    commit_sync(part, final, overwrite=True)
     assert b"newer" == final.read_bytes()
 
 

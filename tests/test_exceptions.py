@@ -23,6 +23,7 @@ from babou_async import (
     ExportNotReadyError,
     ExportTimeoutError,
     IntegrityError,
+    JournalLockedError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
@@ -59,6 +60,7 @@ EXPECTED_BASES: dict[type[BaseException], set[type[BaseException]]] = {
     ExportNotReadyError: {ExportError},
     DownloadError: {BabouError},
     IntegrityError: {DownloadError},
+    JournalLockedError: {BabouError},
 }
 
 
@@ -375,6 +377,7 @@ ONE_OF_EACH: list[BabouError] = [
     ExportNotReadyError("prj_x", "processing"),
     DownloadError("disk full", project_id="prj_x", path="/tmp/v.mp4"),  # noqa: S108
     IntegrityError("short", project_id="prj_x", path="/tmp/v.mp4"),  # noqa: S108
+    JournalLockedError("another batch", path="/tmp/.babou-journal.sqlite3"),  # noqa: S108
 ]
 
 

@@ -36,8 +36,11 @@ from multidict import CIMultiDictProxy
 
 from babou_async.testing import FakeBabou, Faults, Injection, RecordedRequest, serve_forever
 from babou_async.testing import _cli as cli
-from babou_async.testing._fake import _parse_range, _url_host
-from babou_async.testing._state import Store, estimate, iso8601
+from babou_async.testing._endpoints import too_large
+from babou_async.testing._entities import estimate, iso8601
+from babou_async.testing._fake import _url_host
+from babou_async.testing._origin import parse_range
+from babou_async.testing._state import Store
 from babou_async.testing._video import BLOCK_SIZE, VideoContent
 
 pytestmark = pytest.mark.anyio
@@ -987,12 +990,12 @@ def test_video_content_is_not_periodic() -> None:
 
 def test_parse_range_edges() -> None:
     """The Range parser returns (start, end), 'unsatisfiable' or None as RFC 9110 says."""
-    assert _parse_range("bytes=0-0", 10) == (0, 1)
-    assert _parse_range("bytes=-3", 10) == (7, 10)
-    assert _parse_range("bytes=10-", 10) == "unsatisfiable"
-    assert _parse_range("bytes=-1", 0) == "unsatisfiable"
-    assert _parse_range("bytes=+1-2", 10) is None
-    assert _parse_range("bytes=1-x", 10) is None
+    assert parse_range("bytes=0-0", 10) == (0, 1)
+    assert parse_range("bytes=-3", 10) == (7, 10)
+    assert parse_range("bytes=10-", 10) == "unsatisfiable"
+    assert parse_range("bytes=-1", 0) == "unsatisfiable"
+    assert parse_range("bytes=+1-2", 10) is None
+    assert parse_range("bytes=1-x", 10) is None
 
 
 # API faults ------------------------------------------------------------------------------
@@ -1404,8 +1407,7 @@ async def test_upload_errors(session: aiohttp.ClientSession, clock: Clock) -> No
             "POST", "/assets", data=chunks(), headers={"Content-Type": "video/mp4"}
         )
         assert (streamed.status, streamed.data["code"]) == (413, "FILE_TOO_LARGE")
-        fake.max_upload_bytes = 100 * 1024 * 1024
-        assert "100MB" in fake._too_large().message
+        assert "100MB" in too_large(100 * 1024 * 1024).message
 
 
 async def test_streamed_upload_arrives_intact(api: Api, sim: FakeBabou) -> None:

@@ -896,4 +896,6 @@ async def test_export_many_follows_exports_started_elsewhere(tmp_path: Path) -> 
         assert results[4].error.message == "Project has no completed chapters"
         assert isinstance(results[5].error, NotFoundError)
         assert [r.status for r in sim.api_requests("POST", "/export$")].count(409) == 3
-        assert await _names(tmp_path) == sorted(f"{p}.mp4" for p in [*running, fresh])
+        assert await _names(tmp_path) == sorted(
+            [".babou-journal.sqlite3", *(f"{p}.mp4" for p in [*running, fresh])]
+        )

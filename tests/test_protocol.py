@@ -13,9 +13,8 @@ import json
 import math
 from typing import Any
 
-import attrs
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from babou_async import (
@@ -858,9 +857,11 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert expected == proto.parse_retry_after(value, now=NOW)
 
 
-def test_parse_retry_after_date_without_now_uses_the_clock() -> None:
-    """Without ``now``, an HTTP-date long past is measured against the real clock: zero."""
-    assert 0.0 == proto.parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT")
+def test_parse_retry_after_needs_the_time_from_the_caller() -> None:
+    """The core reads no clock: ``now`` is a required argument, a past date gives zero."""
+    with pytest.raises(TypeError):
+        proto.parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT")  # type: ignore[call-arg]
+    assert 0.0 == proto.parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now=NOW)
 
 
 @given(st.integers(min_value=0, max_value=10**9))
@@ -1720,170 +1721,6 @@ estimates = st.none() | st.tuples(
 ).map(lambda pair: (min(pair), max(pair)))
 elapsed_times = st.floats(min_value=0.0, max_value=2e5)
 poll_counts = st.integers(min_value=0, max_value=10**9)
-
-
-@given(
-    policy=poll_policies,
-    polls=poll_counts,
-    elapsed=elapsed_times,
-    estimate=estimates,
-    rand=unit_draws,
-)
-def test_poll_delay_bounded(
-    policy: PollPolicy,
-    polls: int,
-    elapsed: float,
-    estimate: tuple[float, float] | None,
-    rand: float,
-) -> None:
-    """A poll delay is finite, non-negative and at most max_delay * (1 + jitter)."""
-    delay = proto.next_poll_delay(
-        policy, polls_since_due=polls, elapsed=elapsed, estimate=estimate, rand=rand
-    )
-
-    assert 0.0 <= delay <= policy.max_delay * (1.0 + policy.jitter)
-
-
-@given(
-    policy=poll_policies,
-    polls=poll_counts,
-    elapsed=elapsed_times,
-    estimate=estimates,
-    rand=unit_draws,
-)
-def test_poll_delay_positive(
-    policy: PollPolicy,
-    polls: int,
-    elapsed: float,
-    estimate: tuple[float, float] | None,
-    rand: float,
-) -> None:
-    """A poll delay is strictly positive, unless jitter is 1 (draws in [0, 2] x the delay)."""
-    assume(policy.jitter < 1.0)
-
-    delay = proto.next_poll_delay(
-        policy, polls_since_due=polls, elapsed=elapsed, estimate=estimate, rand=rand
-    )
-
-    assert delay > 0.0
-
-
-@given(
-    policy=poll_policies,
-    polls=poll_counts,
-    elapsed=elapsed_times,
-    low=st.floats(min_value=1e-3, max_value=1e5),
-    rand=unit_draws,
-)
-def test_poll_before_due_never_sleeps_past_it(
-    policy: PollPolicy, polls: int, elapsed: float, low: float, rand: float
-) -> None:
-    """Before the estimate's lower bound, delays land on it or earlier, but not too early."""
-    assume(elapsed < low)
-    policy = attrs.evolve(policy, use_estimate=True)
-    until_due = low - elapsed
-
-    delay = proto.next_poll_delay(
-        policy, polls_since_due=polls, elapsed=elapsed, estimate=(low, low * 2), rand=rand
-    )
-
-    assert min(policy.initial_delay, policy.max_delay, until_due) <= delay <= until_due
-    assert delay <= policy.max_delay
-
-
-@given(policy=poll_policies, rand=unit_draws, elapsed=elapsed_times, estimate=estimates)
-def test_poll_after_due_starts_from_initial_delay(
-    policy: PollPolicy, rand: float, elapsed: float, estimate: tuple[float, float] | None
-) -> None:
-    """Once due (or without estimate), the first delay is initial_delay (capped), jittered."""
-    assume(not policy.use_estimate or estimate is None or elapsed >= estimate[0])
-    factor = 1.0 + policy.jitter * (2.0 * rand - 1.0)
-
-    delay = proto.next_poll_delay(
-        policy, polls_since_due=0, elapsed=elapsed, estimate=estimate, rand=rand
-    )
-
-    assert min(policy.initial_delay, policy.max_delay) * factor == delay
-
-
-@given(policy=poll_policies, rand=unit_draws, polls=st.integers(min_value=0, max_value=10**6))
-def test_poll_after_due_grows(policy: PollPolicy, rand: float, polls: int) -> None:
-    """After due, each further poll waits at least as long as the previous one."""
-    first = proto.next_poll_delay(
-        policy, polls_since_due=polls, elapsed=0.0, estimate=None, rand=rand
-    )
-    second = proto.next_poll_delay(
-        policy, polls_since_due=polls + 1, elapsed=0.0, estimate=None, rand=rand
-    )
-
-    assert first <= second
-
-
-@pytest.mark.parametrize(
-    ("polls", "expected"), [(0, 2.0), (1, 3.0), (2, 4.5), (3, 6.75), (10, 30.0), (10**9, 30.0)]
-)
-def test_poll_delay_sequence_without_jitter(polls: int, expected: float) -> None:
-    """The default policy without jitter: 2 s, x1.5, capped at 30 s."""
-    policy = PollPolicy(jitter=0.0)
-
-    assert expected == proto.next_poll_delay(
-        policy, polls_since_due=polls, elapsed=0.0, estimate=None, rand=0.7
-    )
-
-
-@pytest.mark.parametrize(
-    ("elapsed", "use_estimate", "rand", "expected"),
-    [
-        (0.0, True, 0.5, 30.0),  # 120 s to go: a long step of max_delay
-        (0.0, True, 0.0, 27.0),  # jitter only shortens a step before due
-        (0.0, True, 0.999, 30.0),
-        (100.0, True, 0.5, 20.0),  # land exactly on the due moment
-        (119.0, True, 0.0, 1.0),  # never wait past it, even under initial_delay
-        (118.5, True, 0.0, 1.5),
-        (117.5, True, 0.0, 2.25),
-        (117.9, True, 0.0, 2.0),  # not faster than initial_delay because of jitter
-        (120.0, True, 0.5, 2.0),  # due: back to initial_delay
-        (0.0, False, 0.5, 2.0),  # estimate ignored
-    ],
-)
-def test_poll_delay_with_estimate(
-    elapsed: float,
-    use_estimate: bool,
-    rand: float,
-    expected: float,
-) -> None:
-    """With a 2-5 minute estimate, polls aim at the 2-minute mark, then poll fast."""
-    policy = PollPolicy(use_estimate=use_estimate)
-
-    assert expected == pytest.approx(
-        proto.next_poll_delay(
-            policy, polls_since_due=0, elapsed=elapsed, estimate=(120.0, 300.0), rand=rand
-        )
-    )
-
-
-def test_poll_delay_initial_above_max_is_capped() -> None:
-    """PollPolicy(max_delay=1) keeps the 2 s initial delay, but no delay exceeds 1 s."""
-    policy = PollPolicy(max_delay=1.0, jitter=0.0)
-
-    delays = [
-        proto.next_poll_delay(
-            policy, polls_since_due=0, elapsed=0.0, estimate=(120.0, 300.0), rand=0.5
-        ),
-        proto.next_poll_delay(policy, polls_since_due=0, elapsed=0.0, estimate=None, rand=0.5),
-    ]
-
-    assert [1.0, 1.0] == delays
-
-
-@pytest.mark.parametrize("multiplier", [100, 50.0, 1e300])
-def test_poll_delay_huge_multiplier_does_not_overflow(multiplier: float) -> None:
-    """A large multiplier saturates at max_delay instead of raising OverflowError."""
-    policy = PollPolicy(multiplier=multiplier, jitter=0.0)
-
-    assert 30.0 == proto.next_poll_delay(
-        policy, polls_since_due=10**6, elapsed=0.0, estimate=None, rand=0.5
-    )
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from babou_async import (
     ValidationError,
     WaitTimeoutError,
 )
-from babou_async.testing import FakeBabou
+from babou_async.testing import Clock, FakeBabou
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +51,30 @@ class Sleeps:
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
         await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    """The recording sleep of the ``quick`` session."""
+    return Sleeps()
+
+
+@pytest.fixture
+async def quick(fake: FakeBabou, sleeps: Sleeps) -> AsyncIterator[BabouSession]:
+    """
+    A session on the fake whose sleeps are recorded, not slept (through its Clock).
+
+    Without a request budget, so that the sleeps recorded are the retries' alone.
+    """
+    async with BabouSession(
+        fake.api_key,
+        base_url=fake.base_url,
+        retry=FAST_RETRY,
+        poll=PollPolicy.fast(),
+        rate_limit=RateLimit.unlimited(),
+        clock=Clock(sleep=sleeps),
+    ) as session:
+        yield session
 
 
 @pytest.fixture
@@ -462,15 +486,13 @@ async def test_boundary_values_are_accepted(babou: BabouSession) -> None:
 
 
 async def test_get_retries_429_honouring_retry_after_seconds(
-    fake: FakeBabou, babou: BabouSession, caplog: pytest.LogCaptureFixture
+    fake: FakeBabou, quick: BabouSession, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A 429 with Retry-After in seconds is waited out, then the GET succeeds; it is logged."""
-    sleeps = Sleeps()
-    babou._sleep = sleeps
     pid = fake.seed_project()
     fake.inject("GET", f"/projects/{pid}", status=429, headers={"Retry-After": "7"}, times=2)
     with caplog.at_level(logging.WARNING, logger="babou_async"):
-        project = await babou.get_project(pid)
+        project = await quick.get_project(pid)
     assert project.id == pid
     assert [7.0, 7.0] == sleeps.delays
     assert len(fake.find_requests(method="GET", path=f"/api/v1/projects/{pid}")) == 3
@@ -483,10 +505,10 @@ async def test_get_retries_429_honouring_retry_after_seconds(
     assert "429" in record.getMessage()
 
 
-async def test_retry_after_http_date_is_honoured(fake: FakeBabou, babou: BabouSession) -> None:
+async def test_retry_after_http_date_is_honoured(
+    fake: FakeBabou, quick: BabouSession, sleeps: Sleeps
+) -> None:
     """Retry-After as an HTTP-date becomes a delay relative to now."""
-    sleeps = Sleeps()
-    babou._sleep = sleeps
     when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=20)
     fake.inject(
         "GET",
@@ -498,18 +520,18 @@ async def test_retry_after_http_date_is_honoured(fake: FakeBabou, babou: BabouSe
         "GET", "/projects/prj_date", status=404, json={"error": "nope", "code": "NOT_FOUND"}
     )
     with pytest.raises(NotFoundError):
-        await babou.get_project("prj_date")
+        await quick.get_project("prj_date")
     assert len(sleeps.delays) == 1
     assert 17 < sleeps.delays[0] <= 20
 
 
-async def test_too_long_retry_after_raises_at_once(fake: FakeBabou, babou: BabouSession) -> None:
+async def test_too_long_retry_after_raises_at_once(
+    fake: FakeBabou, quick: BabouSession, sleeps: Sleeps
+) -> None:
     """A Retry-After beyond max_retry_after raises RateLimitError instead of sleeping."""
-    sleeps = Sleeps()
-    babou._sleep = sleeps
     fake.inject("GET", "/projects/prj_rl", status=429, headers={"Retry-After": "3600"})
     with pytest.raises(RateLimitError) as info:
-        await babou.get_project("prj_rl")
+        await quick.get_project("prj_rl")
     assert info.value.retry_after == 3600
     assert [] == sleeps.delays
 
@@ -548,9 +570,11 @@ async def test_connection_refused_is_retried_even_for_creates() -> None:
     """Nothing listening: the failure provably precedes sending, so creates retry too."""
     sleeps = Sleeps()
     async with BabouSession(
-        "sk-bab-x", base_url="http://127.0.0.1:9/api/v1", retry=FAST_RETRY
+        "sk-bab-x",
+        base_url="http://127.0.0.1:9/api/v1",
+        retry=FAST_RETRY,
+        clock=Clock(sleep=sleeps),
     ) as babou:
-        babou._sleep = sleeps
         with pytest.raises(TransportError) as info:
             await babou.create_project("Nobody home")
     assert len(sleeps.delays) == 3
@@ -573,16 +597,18 @@ async def test_request_timeout_is_a_timeout_error(fake: FakeBabou) -> None:
 
 
 async def test_rate_budget_backs_off_after_429(fake: FakeBabou, babou: BabouSession) -> None:
-    """After a 429 the shared budget engages and spaces out later requests."""
+    """A lone 429 is noise; a run of them is congestion: the shared rate is cut, and paced."""
     pid = fake.seed_project()
     for _ in range(20):
         await babou.get_project(pid)
-    assert babou._budget.state is not None
-    assert not babou._budget.state.enabled
+    state = babou._rt.budget.state
+    assert state is not None
     fake.inject("GET", f"/projects/{pid}", status=429, headers={"Retry-After": "0"})
     await babou.get_project(pid)
-    state = babou._budget.state
-    assert state.enabled
+    assert (1, 0) == (state.throttled, state.cuts)
+    fake.inject("GET", f"/projects/{pid}", status=429, headers={"Retry-After": "0"}, times=3)
+    await babou.get_project(pid)
+    assert state.cuts >= 1
     assert state.rate < float("inf")
 
 
@@ -595,7 +621,7 @@ async def test_unlimited_budget_never_engages(fake: FakeBabou) -> None:
         fake.inject("GET", "/projects/prj_x", status=404)
         with pytest.raises(NotFoundError):
             await babou.get_project("prj_x")
-        assert babou._budget.state is None
+        assert babou._rt.budget.state is None
 
 
 # -- HTTP sessions ---------------------------------------------------------------------------
@@ -615,7 +641,7 @@ async def test_owned_session_is_closed_and_unusable_after(fake: FakeBabou) -> No
     """aclose() closes the session we created; later calls fail clearly."""
     babou = BabouSession(fake.api_key, base_url=fake.base_url)
     await babou.create_project("Owned")
-    http = babou._transport._session
+    http = babou._rt.transport._session
     assert http is not None
     await babou.aclose()
     await babou.aclose()

@@ -58,7 +58,7 @@ async def test_body_arriving_in_pieces_is_read_whole(base_url: str, length: str)
     """A body split across TCP segments is read to its end, with or without Content-Length."""
     spec = RequestSpec(method="GET", path="/projects/prj_split", params={"length": length})
     async with BabouSession("sk-bab-test", base_url=base_url) as babou:
-        raw, _ = await babou._request(spec)
+        raw, _ = await babou._rt.send(spec)
         project = await babou.get_project("prj_split")
     assert PROJECT == json.loads(raw.body)
     assert PROJECT["description"] == project.description

@@ -35,7 +35,8 @@ that prints ``BABOU_BASE_URL=...`` and ``BABOU_API_KEY=...`` lines.
 
 from __future__ import annotations
 
-from .._clock import Clock as Clock
+from babou_async._clock import Clock as Clock
+
 from ._cli import main as main
 from ._cli import serve_forever as serve_forever
 from ._fake import FakeBabou as FakeBabou

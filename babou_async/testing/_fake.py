@@ -10,45 +10,38 @@ URLs the way a CDN or S3 bucket would.
 State changes (prompts completing, exports finishing, assets becoming ready) are
 computed lazily from timestamps when a request asks, so nothing runs in the
 background.
+
+``FakeBabou`` holds the knobs, the lifecycle and the inspection methods; the work is done by
+its parts, each reading the knobs live:
+
+- ``_gate``: recording, injections, authentication, the token bucket and the
+  request-level faults, as the middleware of both origins;
+- ``_endpoints``: the API's handlers over the store of ``_state``;
+- ``_origin``: URL signing, ``Range`` parsing and serving the downloads.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import email.utils
 import fnmatch
 import hashlib
-import hmac
-import json
-import logging
-import math
 import random
 import re
 import secrets
 import time
 import types
-import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from ._faults import Faults, Injection, Origin
+from ._endpoints import MIB, ApiEndpoints
+from ._entities import Asset, Export, Project, media_facts
+from ._faults import Draws, Faults, Injection, Origin
+from ._gate import KEY_PREFIX, Gate, Keyring
+from ._http import API_PREFIX
+from ._origin import AssetOrigin
 from ._records import RecordedRequest
-from ._state import (
-    ALLOWED_MIME_TYPES,
-    ApiError,
-    Asset,
-    Export,
-    Project,
-    Store,
-    estimate,
-    media_facts,
-    parse_page,
-)
+from ._state import Store
 
 if TYPE_CHECKING:
     import sys
@@ -60,60 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["API_PREFIX", "FakeBabou"]
 
-API_PREFIX = "/api/v1"
-"""Path prefix of every API endpoint, as on ``https://api.babou.ai/api/v1``."""
-
-_KEY_PREFIX = "sk-bab-"
-_MIB = 1024 * 1024
-_CHUNK = 256 * 1024
-_JSON_LIMIT = _MIB
 _SHUTDOWN_TIMEOUT = 0.5
-_STATUS_CODES = {
-    400: "VALIDATION_ERROR",
-    401: "UNAUTHORIZED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    413: "FILE_TOO_LARGE",
-    429: "RATE_LIMIT_EXCEEDED",
-}
-_SERVER_MESSAGES = {
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-
-_logger = logging.getLogger("babou_async.testing")
-
-
-@attrs.define
-class _RequestContext:
-    """What the middleware and a handler share about one request."""
-
-    account: str = ""
-    body_size: int | None = None
-    dropped: bool = False
-    partial: bool = False
-
-
-_CONTEXT: contextvars.ContextVar[_RequestContext] = contextvars.ContextVar("babou_fake_request")
-
-
-@attrs.define
-class _Bucket:
-    """Token-bucket state of one API key."""
-
-    tokens: float
-    updated: float
-
-
-def _format_seconds(seconds: float) -> str:
-    """Write a delay the shortest way: ``"1"``, ``"0.25"``."""
-    rounded = round(seconds, 3)
-    if rounded == int(rounded):
-        return str(int(rounded))
-    return f"{rounded:.3f}".rstrip("0")
 
 
 def _url_host(host: str) -> str:
@@ -123,65 +63,6 @@ def _url_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """
-    Interpret a ``Range`` header (RFC 9110, section 14.2) for a file of ``size`` bytes.
-
-    Args:
-        header: The header's value.
-        size: Length of the representation.
-
-    Returns:
-        ``(start, end)`` with ``end`` exclusive for one satisfiable byte range,
-        ``"unsatisfiable"`` for a range outside the file, or ``None`` when the
-        header is to be ignored (malformed, other unit, or several ranges).
-    """
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    first, last = first.strip(), last.strip()
-    if not dash or (first and not first.isdigit()) or (last and not last.isdigit()):
-        return None
-    if not first:
-        if not last:
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - suffix), size
-    start = int(first)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    stop = int(last) if last else size - 1
-    return start, min(stop, size - 1) + 1
-
-
-def _s3_error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    """Build an S3-style XML error, as a storage origin answers."""
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    )
-    return web.Response(status=status, text=body, content_type="application/xml", headers=headers)
-
-
-def _close_connection(request: web.Request) -> None:
-    """Close a request's connection after flushing what was written."""
-    transport = request.transport
-    if transport is not None:  # pragma: no branch - None only once the peer has gone
-        transport.close()
-
-
-def _error_response(error: ApiError) -> web.Response:
-    """Build the JSON error envelope response."""
-    return web.json_response(error.envelope(), status=error.status, headers=error.headers)
 
 
 class FakeBabou:
@@ -254,7 +135,7 @@ class FakeBabou:
         list_projects_shape: Literal["envelope", "bare"] = "envelope",
         faults: Faults | None = None,
         rate_limit: tuple[float, int] | None = None,
-        max_upload_bytes: int = 100 * _MIB,
+        max_upload_bytes: int = 100 * MIB,
         create_status: int = 201,
         accepted_status: int = 200,
         prompt_status_field: bool = False,
@@ -262,31 +143,14 @@ class FakeBabou:
         clock: Callable[[], float] | None = None,
         epoch: float | None = None,
     ) -> None:
-        if api_key is not None and not api_key.startswith(_KEY_PREFIX):
-            raise ValueError(f"api_key must start with {_KEY_PREFIX!r}")
+        if api_key is not None and not api_key.startswith(KEY_PREFIX):
+            raise ValueError(f"api_key must start with {KEY_PREFIX!r}")
         label = secrets.token_hex(8) if seed is None else repr(seed)
-        # Seeded generators on purpose: the simulator must be reproducible, and
-        # nothing here protects real secrets.
-        self._keys_rng = random.Random(f"babou:{label}:keys")  # noqa: S311
-        self._rng = random.Random(f"babou:{label}:faults")  # noqa: S311
-        self._token_rng = random.Random(f"babou:{label}:tokens")  # noqa: S311
-        self._url_secret = self._token_rng.randbytes(32)
         self._clock = time.monotonic if clock is None else clock
         now = self._clock()
         self._wall_offset = (time.time() if epoch is None else epoch) - now
-        self._store = Store(
-            ids=random.Random(f"babou:{label}:ids"),  # noqa: S311
-            wall_offset=self._wall_offset,
-            video_key=f"babou:{label}".encode(),
-        )
-        self._api_key = api_key if api_key is not None else self._new_key()
-        self._keys: dict[str, str] = {self._api_key: "default"}
-        self._expired: set[str] = set()
-        self._buckets: dict[str, _Bucket] = {}
-        self._rate_limit: tuple[float, int] | None = None
+        self._assemble(label, api_key)
         self.rate_limit = rate_limit
-        self._injections: list[Injection] = []
-        self._requests: list[RecordedRequest] = []
         self._host = host
         self._port = port
         self._asset_port = asset_port
@@ -306,6 +170,35 @@ class FakeBabou:
         self.accepted_status = accepted_status
         self.prompt_status_field = prompt_status_field
         self.record_limit = record_limit
+
+    def _assemble(self, label: str, api_key: str | None) -> None:
+        """
+        Build the store and the parts that serve it, each with its own seeded stream.
+
+        The gate, the endpoints and the origin read this object's public knobs live,
+        so that changing one while the server runs takes effect at the next request.
+        They share one stream of fault draws, so that a seed fixes every fault.
+        """
+        # Seeded generators on purpose: the simulator must be reproducible, and
+        # nothing here protects real secrets.
+        keys = Keyring(random.Random(f"babou:{label}:keys"), api_key)  # noqa: S311
+        draws = Draws(random.Random(f"babou:{label}:faults"))  # noqa: S311
+        tokens = random.Random(f"babou:{label}:tokens")  # noqa: S311
+        ids = random.Random(f"babou:{label}:ids")  # noqa: S311
+        clock, wall_offset = self._clock, self._wall_offset
+        self._store = Store(ids=ids, wall_offset=wall_offset, video_key=f"babou:{label}".encode())
+        self._gate = Gate(self, clock=clock, wall_offset=wall_offset, keys=keys, draws=draws)
+        self._endpoints = ApiEndpoints(
+            self, store=self._store, clock=clock, wall_offset=wall_offset, draws=draws
+        )
+        self._origin = AssetOrigin(
+            self,
+            store=self._store,
+            clock=clock,
+            wall_offset=wall_offset,
+            draws=draws,
+            tokens=tokens,
+        )
 
     # Lifecycle ---------------------------------------------------------------------
 
@@ -331,8 +224,10 @@ class FakeBabou:
         if self.started:
             return
         try:
-            api_port = await self._serve(self._build_api_app(), self._port)
-            asset_port = await self._serve(self._build_asset_app(), self._asset_port)
+            api_app = self._endpoints.app(self._gate.middleware("api"))
+            api_port = await self._serve(api_app, self._port)
+            asset_app = self._origin.app(self._gate.middleware("asset"))
+            asset_port = await self._serve(asset_app, self._asset_port)
         except BaseException:
             await self.close()
             raise
@@ -378,12 +273,7 @@ class FakeBabou:
     @property
     def api_key(self) -> str:
         """The primary valid API key."""
-        return self._api_key
-
-    def _new_key(self) -> str:
-        """Draw a key that looks like a real one."""
-        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-        return _KEY_PREFIX + "".join(self._keys_rng.choices(alphabet, k=32))
+        return self._gate.keys.primary
 
     def add_key(self, key: str | None = None, *, account: str = "default") -> str:
         """
@@ -402,11 +292,10 @@ class FakeBabou:
             The key.
         """
         if key is None:
-            key = self._new_key()
-        elif not key.startswith(_KEY_PREFIX):
-            raise ValueError(f"key must start with {_KEY_PREFIX!r}")
-        self._keys[key] = account
-        self._expired.discard(key)
+            key = self._gate.keys.new_key()
+        elif not key.startswith(KEY_PREFIX):
+            raise ValueError(f"key must start with {KEY_PREFIX!r}")
+        self._gate.keys.add(key, account)
         return key
 
     def expire_key(self, key: str | None = None) -> None:
@@ -416,7 +305,7 @@ class FakeBabou:
         Args:
             key: The key; default: :attr:`api_key`. It need not be a known key.
         """
-        self._expired.add(self._api_key if key is None else key)
+        self._gate.keys.expire(self.api_key if key is None else key)
 
     def revoke_key(self, key: str | None = None) -> None:
         """
@@ -425,32 +314,27 @@ class FakeBabou:
         Args:
             key: The key; default: :attr:`api_key`.
         """
-        key = self._api_key if key is None else key
-        self._keys.pop(key, None)
-        self._expired.discard(key)
+        self._gate.keys.revoke(self.api_key if key is None else key)
 
     @property
     def rate_limit(self) -> tuple[float, int] | None:
         """``(requests_per_second, burst)`` of the per-key token bucket, or ``None``."""
-        return self._rate_limit
+        return self._gate.buckets.limit
 
     @rate_limit.setter
     def rate_limit(self, value: tuple[float, int] | None) -> None:
-        if value is not None and (value[0] <= 0 or value[1] < 1):
-            raise ValueError("rate_limit needs a positive rate and a burst of at least 1")
-        self._rate_limit = value
-        self._buckets.clear()
+        self._gate.buckets.limit = value
 
     # Requests and injections -----------------------------------------------------------
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received on both origins, in arrival order (a live list)."""
-        return self._requests
+        return self._gate.requests
 
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
-        self._requests.clear()
+        self._gate.requests.clear()
 
     def find_requests(
         self,
@@ -474,7 +358,7 @@ class FakeBabou:
         wanted = None if method is None else method.upper()
         return [
             record
-            for record in self._requests
+            for record in self._gate.requests
             if (origin is None or record.origin == origin)
             and (wanted is None or record.method == wanted)
             and (path is None or fnmatch.fnmatchcase(record.path, path))
@@ -541,20 +425,16 @@ class FakeBabou:
             drop=drop,
             delay=delay,
         )
-        self._injections.append(injection)
+        self._gate.injections.append(injection)
         return injection
 
     def clear_injections(self) -> None:
         """Withdraw every pending injection."""
-        for injection in self._injections:
+        for injection in self._gate.injections:
             injection.cancel()
-        self._injections.clear()
+        self._gate.injections.clear()
 
     # Seeding and inspection ------------------------------------------------------------
-
-    def _account_of(self, key: str | None) -> str:
-        """Return the account of a key (the primary key's by default)."""
-        return self._keys[self._api_key if key is None else key]
 
     def seed_project(
         self,
@@ -580,7 +460,9 @@ class FakeBabou:
             The project id.
         """
         now = self._clock()
-        project = self._store.add_project(self._account_of(key), name, description, None, now)
+        project = self._store.add_project(
+            self._gate.keys.account_of(key), name, description, None, now
+        )
         for number in range(1, chapters + 1):
             chapter = self._store.add_chapter(project, f"Chapter {number}", None, now)
             submitted = now - self.prompt_seconds if ready else now
@@ -614,7 +496,7 @@ class FakeBabou:
         width, height, duration = media_facts(content_type, len(data), data[:32])
         asset = Asset(
             id=self._store.new_id("ast_"),
-            account=self._account_of(key),
+            account=self._gate.keys.account_of(key),
             content_type=content_type,
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
@@ -747,6 +629,21 @@ class FakeBabou:
         """
         return self._video_export(project_id, generation).content.etag
 
+    def renders(self, project_id: str) -> int:
+        """
+        Return how many exports of a project were started (each one a render paid for).
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            The number of exports started, failed ones included.
+
+        Raises:
+            LookupError: For an unknown project.
+        """
+        return len(self._project(project_id).exports)
+
     def finish_export(self, project_id: str, *, failed: bool | None = None) -> None:
         """
         Complete a project's latest export now instead of waiting.
@@ -770,7 +667,7 @@ class FakeBabou:
 
     def expire_all_urls(self) -> None:
         """Invalidate every download URL issued so far (later ones work)."""
-        self._url_secret = self._token_rng.randbytes(32)
+        self._origin.signer.rotate()
 
     def download_url(self, project_id: str) -> str:
         """
@@ -783,632 +680,6 @@ class FakeBabou:
             ``<asset_base_url>/exports/<project_id>.mp4?token=...&expires=...``,
             valid for :attr:`url_ttl` seconds.
         """
-        expires = _format_seconds(self._clock() + self._wall_offset + self.url_ttl)
-        nonce = f"{self._token_rng.getrandbits(64):016x}"
-        token = nonce + self._signature(project_id, expires, nonce)
-        query = urllib.parse.urlencode({"token": token, "expires": expires})
-        return f"{self.asset_base_url}/exports/{urllib.parse.quote(project_id)}.mp4?{query}"
-
-    def _signature(self, project_id: str, expires: str, nonce: str) -> str:
-        """Compute a download URL's HMAC."""
-        message = f"{project_id}\n{expires}\n{nonce}".encode()
-        return hmac.new(self._url_secret, message, hashlib.sha256).hexdigest()[:32]
-
-    # Request pipeline --------------------------------------------------------------------
-
-    def _chance(self, rate: float) -> bool:
-        """Draw a seeded event of probability ``rate``."""
-        return rate > 0 and self._rng.random() < rate
-
-    def _record(self, origin: Origin, request: web.Request) -> RecordedRequest:
-        """Append a request's record on arrival."""
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        query: dict[str, str] = {}
-        for name, value in request.query.items():
-            query.setdefault(name, value)
-        record = RecordedRequest(
-            origin=origin,
-            method=request.method,
-            path=request.path,
-            query=query,
-            headers=headers,
-            body_size=request.content_length or 0,
-            time=self._clock(),
-        )
-        self._requests.append(record)
-        limit = self.record_limit
-        if limit is not None and len(self._requests) > 2 * limit:
-            del self._requests[: len(self._requests) - limit]
-        return record
-
-    def _complete(
-        self, record: RecordedRequest, context: _RequestContext, response: web.StreamResponse | None
-    ) -> None:
-        """Replace a request's record by its completed form."""
-        status = (
-            None
-            if response is None or (context.dropped and not context.partial)
-            else response.status
-        )
-        final = attrs.evolve(
-            record,
-            status=status,
-            body_size=record.body_size if context.body_size is None else context.body_size,
-            dropped=context.dropped,
-        )
-        for index in range(len(self._requests) - 1, -1, -1):
-            if self._requests[index] is record:
-                self._requests[index] = final
-                break
-        _logger.info("%s %s %s -> %s", record.origin, record.method, record.path, status)
-
-    async def _handle(
-        self, origin: Origin, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        """Record a request, run its origin's pipeline and complete the record."""
-        record = self._record(origin, request)
-        context = _RequestContext()
-        token = _CONTEXT.set(context)
-        response: web.StreamResponse | None = None
-        try:
-            if origin == "api":
-                response = await self._api_pipeline(request, handler, context)
-            else:
-                response = await self._asset_pipeline(request, handler, context)
-            return response
-        finally:
-            _CONTEXT.reset(token)
-            self._complete(record, context, response)
-
-    def _drop(self, request: web.Request, context: _RequestContext) -> web.StreamResponse:
-        """Close the connection; the response returned is never sent."""
-        context.dropped = True
-        _close_connection(request)
-        return web.Response(status=500)
-
-    async def _injected(
-        self, origin: Origin, request: web.Request, path: str, context: _RequestContext
-    ) -> web.StreamResponse | None:
-        """Answer with the first matching injection, if any."""
-        for injection in self._injections:
-            if injection.matches(origin, request.method, path):
-                break
-        else:
-            return None
-        injection.consume()
-        self._injections = [pending for pending in self._injections if pending.active]
-        if injection.delay > 0:
-            await asyncio.sleep(injection.delay)
-        if injection.drop:
-            return self._drop(request, context)
-        headers = dict(injection.headers)
-        has_type = any(name.lower() == "content-type" for name in headers)
-        if injection.json is not None:
-            body = json.dumps(injection.json).encode()
-            if not has_type:
-                headers["Content-Type"] = "application/json"
-        elif injection.body is not None:
-            body = injection.body
-            if not has_type:
-                headers["Content-Type"] = "application/octet-stream"
-        elif origin == "api" and injection.status >= 400:
-            code = _STATUS_CODES.get(
-                injection.status, "INTERNAL_ERROR" if injection.status >= 500 else "ERROR"
-            )
-            message = web.Response(status=injection.status).reason
-            body = json.dumps({"error": message, "code": code}).encode()
-            if not has_type:
-                headers["Content-Type"] = "application/json"
-        else:
-            body = b""
-        return web.Response(status=injection.status, body=body, headers=headers)
-
-    def _authenticate(self, request: web.Request) -> str:
-        """Check the bearer key and return it."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise ApiError(
-                401,
-                "UNAUTHORIZED",
-                "Unauthorized - Invalid API key",
-                "Send your key as Authorization: Bearer sk-bab-...",
-            )
-        if not key.startswith(_KEY_PREFIX):
-            raise ApiError(401, "INVALID_API_KEY_FORMAT", "Invalid API key format")
-        if key in self._expired:
-            raise ApiError(401, "API_KEY_EXPIRED", "API key has expired")
-        if key not in self._keys:
-            raise ApiError(401, "UNAUTHORIZED", "Unauthorized - Invalid API key")
-        return key
-
-    def _bucket_wait(self, key: str, now: float) -> float | None:
-        """Take a token from a key's bucket; return the wait when it is empty."""
-        if self._rate_limit is None:
-            return None
-        rate, burst = self._rate_limit
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(float(burst), now)
-        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
-        bucket.updated = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return None
-        return math.ceil((1 - bucket.tokens) / rate * 1000) / 1000
-
-    def _rate_limited(self, wait: float) -> ApiError:
-        """Build a 429 with ``Retry-After`` in the configured form."""
-        form = self.faults.retry_after_form
-        headers: dict[str, str] = {}
-        if form == "seconds":
-            headers["Retry-After"] = _format_seconds(wait)
-        elif form == "http-date":
-            moment = math.ceil(self._clock() + self._wall_offset + wait)
-            headers["Retry-After"] = email.utils.formatdate(moment, usegmt=True)
-        hint = "Retry after the delay in the Retry-After header" if headers else None
-        return ApiError(429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded", hint, headers)
-
-    def _server_error(self, status: int) -> web.Response:
-        """Build a random server error (JSON, or HTML from a 'proxy')."""
-        message = _SERVER_MESSAGES.get(status, "Server error")
-        if self.faults.html_errors and status in (502, 503):
-            html = (
-                f"<html><head><title>{status} {message}</title></head>"
-                f"<body><center><h1>{status} {message}</h1></center></body></html>"
-            )
-            return web.Response(status=status, text=html, content_type="text/html")
-        return _error_response(ApiError(status, "INTERNAL_ERROR", message))
-
-    async def _api_pipeline(
-        self, request: web.Request, handler: Handler, context: _RequestContext
-    ) -> web.StreamResponse:
-        """Apply faults, injections and auth, then run the endpoint."""
-        faults = self.faults
-        if faults.latency > 0:
-            await asyncio.sleep(faults.latency)
-        path = request.path
-        relative = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else path
-        injected = await self._injected("api", request, relative, context)
-        if injected is not None:
-            return injected
-        if self._chance(faults.drop_api_rate):
-            return self._drop(request, context)
-        try:
-            self._admit(request, relative == path, context)
-            if self._chance(faults.server_error_rate):
-                return self._server_error(self._rng.choice(faults.server_error_statuses))
-            return await handler(request)
-        except ApiError as error:
-            return _error_response(error)
-        except web.HTTPException as error:
-            headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
-            code = _STATUS_CODES.get(error.status, "ERROR")
-            return _error_response(ApiError(error.status, code, error.reason, headers=headers))
-        except Exception:
-            _logger.exception("FakeBabou failed on %s %s", request.method, path)
-            return _error_response(ApiError(500, "INTERNAL_ERROR", "Internal server error"))
-
-    def _admit(self, request: web.Request, outside: bool, context: _RequestContext) -> None:
-        """Authenticate and rate-limit an API request; raise the error answer if any."""
-        if outside:
-            raise ApiError(404, "NOT_FOUND", "Not found")
-        key = self._authenticate(request)
-        context.account = self._keys[key]
-        wait = self._bucket_wait(key, self._clock())
-        if wait is not None:
-            raise self._rate_limited(wait)
-        if self._chance(self.faults.rate_limit_rate):
-            raise self._rate_limited(self.faults.retry_after)
-
-    async def _asset_pipeline(
-        self, request: web.Request, handler: Handler, context: _RequestContext
-    ) -> web.StreamResponse:
-        """Apply injections, then serve the download."""
-        injected = await self._injected("asset", request, request.path, context)
-        if injected is not None:
-            return injected
-        try:
-            return await handler(request)
-        except web.HTTPException as error:
-            code = "NoSuchKey" if error.status == 404 else "MethodNotAllowed"
-            return _s3_error(error.status, code, error.reason)
-
-    # Apps -----------------------------------------------------------------------------------
-
-    def _build_api_app(self) -> web.Application:
-        """Create the API application."""
-
-        @web.middleware
-        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await self._handle("api", request, handler)
-
-        app = web.Application(middlewares=[middleware], client_max_size=_JSON_LIMIT)
-        prefix = API_PREFIX
-        router = app.router
-        router.add_post(f"{prefix}/projects", self._create_project)
-        router.add_get(f"{prefix}/projects", self._list_projects, allow_head=False)
-        router.add_get(f"{prefix}/projects/{{project_id}}", self._get_project, allow_head=False)
-        chapters = f"{prefix}/projects/{{project_id}}/chapters"
-        router.add_post(chapters, self._create_chapter)
-        router.add_get(chapters, self._list_chapters, allow_head=False)
-        router.add_get(f"{chapters}/{{chapter_id}}", self._get_chapter, allow_head=False)
-        router.add_post(f"{chapters}/{{chapter_id}}/prompt", self._submit_prompt)
-        router.add_post(f"{prefix}/assets", self._upload_asset)
-        router.add_get(f"{prefix}/assets", self._list_assets, allow_head=False)
-        router.add_get(f"{prefix}/assets/{{asset_id}}", self._get_asset, allow_head=False)
-        export = f"{prefix}/projects/{{project_id}}/export"
-        router.add_post(export, self._start_export)
-        router.add_get(export, self._export_status, allow_head=False)
-        return app
-
-    def _build_asset_app(self) -> web.Application:
-        """Create the download origin's application."""
-
-        @web.middleware
-        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await self._handle("asset", request, handler)
-
-        app = web.Application(middlewares=[middleware])
-        app.router.add_get("/exports/{project_id}.mp4", self._download)
-        return app
-
-    # API endpoints ------------------------------------------------------------------------
-
-    def _json(self, data: Any, status: int = 200) -> web.Response:
-        """Build a JSON response."""
-        return web.json_response(data, status=status)
-
-    async def _read_json(self, request: web.Request) -> dict[str, Any]:
-        """Read and decode a JSON object body (an empty body reads as ``{}``)."""
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ApiError(
-                413, "FILE_TOO_LARGE", "Request body too large", "JSON bodies are limited to 1 MiB"
-            ) from None
-        _CONTEXT.get().body_size = len(raw)
-        if not raw.strip():
-            return {}
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json" and not content_type.endswith("+json"):
-            raise ApiError(
-                400,
-                "VALIDATION_ERROR",
-                "Content-Type must be application/json",
-                "Send the body as JSON with Content-Type: application/json",
-            )
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise ApiError(
-                400, "VALIDATION_ERROR", "Invalid JSON in request body", "Send a JSON object"
-            ) from None
-        if not isinstance(data, dict):
-            raise ApiError(
-                400, "VALIDATION_ERROR", "Validation failed", "Request body must be a JSON object"
-            )
-        return data
-
-    @property
-    def _now(self) -> float:
-        """The clock's current value."""
-        return self._clock()
-
-    async def _create_project(self, request: web.Request) -> web.StreamResponse:
-        """POST /projects (section 6.1)."""
-        body = await self._read_json(request)
-        project = self._store.create_project(_CONTEXT.get().account, body, self._now)
-        return self._json(project.to_json(self._now, self._wall_offset), self.create_status)
-
-    async def _list_projects(self, request: web.Request) -> web.StreamResponse:
-        """GET /projects (section 6.2, shape undocumented)."""
-        account = _CONTEXT.get().account
-        now = self._now
-        query = dict(request.query)
-        if self.list_projects_shape == "bare" and "limit" not in query and "offset" not in query:
-            projects, _ = self._store.list_projects(account, len(self._store.projects), 0)
-            return self._json([project.to_json(now, self._wall_offset) for project in projects])
-        limit, offset = parse_page(query)
-        page, total = self._store.list_projects(account, limit, offset)
-        items = [project.to_json(now, self._wall_offset) for project in page]
-        if self.list_projects_shape == "bare":
-            return self._json(items)
-        return self._json(
-            {"projects": items, "pagination": {"limit": limit, "offset": offset, "total": total}}
-        )
-
-    async def _get_project(self, request: web.Request) -> web.StreamResponse:
-        """GET /projects/{projectId} (section 6.3)."""
-        project = self._store.get_project(_CONTEXT.get().account, request.match_info["project_id"])
-        return self._json(project.to_json(self._now, self._wall_offset))
-
-    async def _create_chapter(self, request: web.Request) -> web.StreamResponse:
-        """POST /projects/{projectId}/chapters (section 6.4)."""
-        project_id = request.match_info["project_id"]
-        account = _CONTEXT.get().account
-        self._store.get_project(account, project_id)
-        body = await self._read_json(request)
-        chapter = self._store.create_chapter(account, project_id, body, self._now)
-        return self._json(
-            chapter.to_json(self._now, self._wall_offset, "created"), self.create_status
-        )
-
-    async def _list_chapters(self, request: web.Request) -> web.StreamResponse:
-        """GET /projects/{projectId}/chapters (section 6.5)."""
-        project = self._store.get_project(_CONTEXT.get().account, request.match_info["project_id"])
-        now = self._now
-        chapters = [
-            chapter.to_json(now, self._wall_offset, "listed") for chapter in project.chapters
-        ]
-        return self._json({"project_id": project.id, "chapters": chapters})
-
-    async def _get_chapter(self, request: web.Request) -> web.StreamResponse:
-        """GET /projects/{projectId}/chapters/{chapterId} (section 6.6)."""
-        chapter = self._store.get_chapter(
-            _CONTEXT.get().account,
-            request.match_info["project_id"],
-            request.match_info["chapter_id"],
-        )
-        return self._json(
-            chapter.to_json(
-                self._now, self._wall_offset, "full", prompt_status=self.prompt_status_field
-            )
-        )
-
-    async def _submit_prompt(self, request: web.Request) -> web.StreamResponse:
-        """POST /projects/{projectId}/chapters/{chapterId}/prompt (section 6.7)."""
-        account = _CONTEXT.get().account
-        project_id = request.match_info["project_id"]
-        chapter_id = request.match_info["chapter_id"]
-        self._store.get_chapter(account, project_id, chapter_id)
-        body = await self._read_json(request)
-        prompt = self._store.submit_prompt(
-            account,
-            project_id,
-            chapter_id,
-            body,
-            self._now,
-            seconds=self.prompt_seconds,
-            decide_failure=lambda: self._chance(self.faults.prompt_fail_rate),
-        )
-        return self._json(
-            {
-                "prompt_id": prompt.id,
-                "status": "processing",
-                "message": "Prompt processing started",
-                "estimated_time": estimate(self.prompt_seconds, 3),
-            },
-            self.accepted_status,
-        )
-
-    def _too_large(self) -> ApiError:
-        """Build the 413 of an oversized upload."""
-        limit = self.max_upload_bytes
-        shown = f"{limit // _MIB}MB" if limit % _MIB == 0 else f"{limit} bytes"
-        return ApiError(
-            413,
-            "FILE_TOO_LARGE",
-            f"File size exceeds maximum allowed size of {shown}",
-            "Compress or split the file before uploading",
-        )
-
-    async def _upload_asset(self, request: web.Request) -> web.StreamResponse:
-        """POST /assets (section 6.8): a raw body, streamed and hashed."""
-        context = _CONTEXT.get()
-        raw_type = request.headers.get("Content-Type", "").strip()
-        if not raw_type:
-            raise ApiError(
-                400,
-                "VALIDATION_ERROR",
-                "Content-Type header is required",
-                "Set Content-Type to the file's MIME type, such as video/mp4",
-            )
-        content_type = raw_type.split(";")[0].strip().lower()
-        if content_type not in ALLOWED_MIME_TYPES:
-            raise ApiError(
-                400,
-                "VALIDATION_ERROR",
-                f"Unsupported content type: {content_type}",
-                "Supported types: " + ", ".join(ALLOWED_MIME_TYPES),
-            )
-        declared = request.content_length
-        if declared is not None and declared > self.max_upload_bytes:
-            raise self._too_large()
-        digest = hashlib.sha256()
-        size = 0
-        head = b""
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            context.body_size = size
-            if size > self.max_upload_bytes:
-                raise self._too_large()
-            digest.update(chunk)
-            if len(head) < 32:
-                head += chunk[: 32 - len(head)]
-        context.body_size = size
-        if size == 0:
-            raise ApiError(
-                400, "VALIDATION_ERROR", "File is empty", "Send the file's bytes as the body"
-            )
-        if self._chance(self.faults.upload_fail_rate):
-            raise ApiError(500, "UPLOAD_FAILED", "Failed to upload file to storage")
-        now = self._now
-        width, height, duration = media_facts(content_type, size, head)
-        asset = Asset(
-            id=self._store.new_id("ast_"),
-            account=context.account,
-            content_type=content_type,
-            size=size,
-            sha256=digest.hexdigest(),
-            created_at=now,
-            ready_at=now + self.asset_seconds,
-            fails=self._chance(self.faults.asset_fail_rate),
-            width=width,
-            height=height,
-            duration=duration,
-        )
-        self._store.add_asset(asset)
-        return self._json(asset.to_json(now, self._wall_offset), self.create_status)
-
-    async def _list_assets(self, request: web.Request) -> web.StreamResponse:
-        """GET /assets (section 6.9)."""
-        now = self._now
-        page, total, limit, offset = self._store.list_assets(
-            _CONTEXT.get().account, dict(request.query), now
-        )
-        return self._json(
-            {
-                "assets": [asset.to_json(now, self._wall_offset) for asset in page],
-                "pagination": {"limit": limit, "offset": offset, "total": total},
-            }
-        )
-
-    async def _get_asset(self, request: web.Request) -> web.StreamResponse:
-        """GET /assets/{assetId} (section 6.10)."""
-        asset = self._store.get_asset(_CONTEXT.get().account, request.match_info["asset_id"])
-        return self._json(asset.to_json(self._now, self._wall_offset))
-
-    def _export_outcome(self, project: Project, completed: list[int]) -> int | None:
-        """Decide whether a new export fails, and at which chapter."""
-        faults = self.faults
-        if project.id in faults.fail_exports or self._chance(faults.export_fail_rate):
-            return self._rng.choice(completed)
-        return None
-
-    def _size_for(self, project_id: str) -> int:
-        """Return the video size of a new export."""
-        size = self.export_video_size
-        return size(project_id) if callable(size) else size
-
-    async def _start_export(self, request: web.Request) -> web.StreamResponse:
-        """POST /projects/{projectId}/export (section 6.11)."""
-        now = self._now
-        project_id = request.match_info["project_id"]
-        processing = self.export_processing_seconds
-        if callable(processing):
-            processing = processing(project_id)
-        export = self._store.start_export(
-            _CONTEXT.get().account,
-            project_id,
-            now,
-            queued_seconds=self.export_queued_seconds,
-            processing_seconds=processing,
-            size=self._size_for,
-            decide_failure=self._export_outcome,
-        )
-        total = self.export_queued_seconds + processing
-        return self._json(
-            {
-                "status": export.status(now),
-                "message": "Export started",
-                "estimated_time": estimate(total, 2.5),
-            },
-            self.accepted_status,
-        )
-
-    async def _export_status(self, request: web.Request) -> web.StreamResponse:
-        """GET /projects/{projectId}/export (section 6.12)."""
-        project_id = request.match_info["project_id"]
-        export = self._store.export_of(_CONTEXT.get().account, project_id)
-        status = export.status(self._now)
-        if status == "completed":
-            return self._json(
-                {
-                    "status": status,
-                    "download_url": self.download_url(project_id),
-                    "duration_seconds": export.duration_seconds,
-                }
-            )
-        if status == "failed":
-            return self._json(
-                {"status": status, "error": f"Failed to render chapter {export.failed_chapter}"}
-            )
-        return self._json({"status": status, "download_url": None})
-
-    # Asset origin ----------------------------------------------------------------------------
-
-    def _url_problem(self, project_id: str, query: Mapping[str, str], now: float) -> str | None:
-        """Check a download URL's signature and expiry; return what is wrong, if anything."""
-        token = query.get("token", "")
-        expires = query.get("expires", "")
-        nonce, signature = token[:16], token[16:]
-        expected = self._signature(project_id, expires, nonce)
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
-            return "Invalid or missing signature"
-        if now + self._wall_offset >= float(expires):
-            return "Request has expired"
-        return None
-
-    async def _download(self, request: web.Request) -> web.StreamResponse:
-        """GET/HEAD /exports/{projectId}.mp4 on the asset origin."""
-        project_id = request.match_info["project_id"]
-        now = self._now
-        faults = self.faults
-        problem = self._url_problem(project_id, request.query, now)
-        if problem is not None:
-            return _s3_error(faults.expired_status, "AccessDenied", problem)
-        project = self._store.projects.get(project_id)
-        export = None if project is None else project.served_export(now)
-        if export is None:
-            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-        content = export.content
-        size = content.size
-        last_modified = email.utils.formatdate(export.done_at + self._wall_offset, usegmt=True)
-        headers = {
-            "Accept-Ranges": "bytes",
-            "ETag": content.etag,
-            "Last-Modified": last_modified,
-            "Content-Type": "video/mp4",
-        }
-        start, end = 0, size
-        partial = False
-        range_header = request.headers.get("Range")
-        if_range = request.headers.get("If-Range")
-        if (
-            range_header is not None
-            and not faults.ignore_range
-            and if_range
-            in (
-                None,
-                content.etag,
-                last_modified,
-            )
-        ):
-            parsed = _parse_range(range_header, size)
-            if parsed == "unsatisfiable":
-                return _s3_error(
-                    416,
-                    "InvalidRange",
-                    "The requested range is not satisfiable",
-                    {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
-                )
-            if parsed is not None:
-                start, end = parsed
-                partial = True
-                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        response = web.StreamResponse(status=206 if partial else 200, headers=headers)
-        response.content_length = end - start
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        cut: int | None = None
-        if end > start and self._chance(faults.drop_rate):
-            cut = start + int(self._rng.random() * (end - start))
-        throttle = faults.slow_bytes_per_second
-        chunk_size = _CHUNK if throttle is None else max(1, min(_CHUNK, int(throttle / 20)))
-        for chunk in content.iter_range(start, end if cut is None else cut, chunk_size):
-            if throttle is not None:
-                await asyncio.sleep(len(chunk) / throttle)
-            await response.write(chunk)
-        if cut is not None:
-            context = _CONTEXT.get()
-            context.dropped = context.partial = True
-            _close_connection(request)
-        return response
+        expires_at = self._clock() + self._wall_offset + self.url_ttl
+        path = self._origin.signed_path(project_id, expires_at)
+        return f"{self.asset_base_url}{path}"

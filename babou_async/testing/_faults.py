@@ -2,21 +2,25 @@
 Fault knobs and scripted one-shot responses for the Babou simulator.
 
 Nothing here does I/O: :class:`~babou_async.testing.Faults` is a bag of mutable settings that
-:class:`~babou_async.testing.FakeBabou` reads on every request, and
+:class:`~babou_async.testing.FakeBabou` reads on every request,
 :class:`~babou_async.testing.Injection` is the record kept for each
-:meth:`~babou_async.testing.FakeBabou.inject` call.
+:meth:`~babou_async.testing.FakeBabou.inject` call, and :class:`Draws` is the one seeded
+stream every fault decision comes from.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import random
 import re
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, TypeVar
 
 import attrs
 
-__all__ = ["Faults", "Injection", "Origin", "RetryAfterForm"]
+__all__ = ["Draws", "Faults", "Injection", "Origin", "RetryAfterForm"]
+
+_T = TypeVar("_T")
 
 Origin = Literal["api", "asset"]
 """Which of the simulator's two HTTP origins a request reached."""
@@ -232,3 +236,30 @@ class Injection:
         self.hits += 1
         if self.remaining is not None:
             self.remaining -= 1
+
+
+@attrs.define
+class Draws:
+    """
+    The simulator's seeded stream of fault decisions.
+
+    The gate, the API endpoints and the asset origin draw from one shared stream, so a
+    given seed and the same sequence of requests always give the same faults.
+
+    Args:
+        rng: The seeded generator.
+    """
+
+    rng: random.Random
+
+    def chance(self, rate: float) -> bool:
+        """Draw an event of probability ``rate`` (no draw at all when it is 0)."""
+        return rate > 0 and self.rng.random() < rate
+
+    def choice(self, options: Sequence[_T]) -> _T:
+        """Draw one of ``options``."""
+        return self.rng.choice(options)
+
+    def fraction(self) -> float:
+        """Draw a number in [0, 1)."""
+        return self.rng.random()

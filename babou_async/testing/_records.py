@@ -36,6 +36,8 @@ class RecordedRequest:
             when no response was sent (a dropped connection).
         dropped: True when the simulator closed the connection on purpose (a drop
             fault or a dropping injection), even after sending part of a body.
+        bytes_sent: Bytes of video the download origin wrote for this request (0 on the
+            API): what a download cost, even when the client went away mid-body.
     """
 
     origin: Origin
@@ -47,6 +49,7 @@ class RecordedRequest:
     time: float
     status: int | None = None
     dropped: bool = False
+    bytes_sent: int = 0
 
     def header(self, name: str) -> str | None:
         """

@@ -1,0 +1,191 @@
+"""
+The export lifecycle as functions of a runtime: start, look, watch, wait, find the video.
+
+The public methods of :class:`~babou_async.BabouSession` validate and document; these do
+the work, so that downloads and batches can use them without a session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from urllib.parse import urljoin, urlsplit
+
+from . import _protocol as proto
+from ._config import PollPolicy, RetryPolicy
+from ._exceptions import (
+    DownloadError,
+    ExportFailedError,
+    ExportNotReadyError,
+    ExportTimeoutError,
+    WaitTimeoutError,
+)
+from ._models import Export, ExportStatus
+from ._polling import poll
+from ._ratelimit import RequestPriority
+from ._redaction import REDACTED, Redactor
+from ._runtime import Runtime
+from ._transport import strip_query
+
+__all__ = [
+    "download_url",
+    "get_export",
+    "start_export",
+    "wait_for_export",
+    "watch_export",
+]
+
+log = logging.getLogger("babou_async")
+
+
+async def start_export(rt: Runtime, project_id: str, retry: RetryPolicy | None) -> Export:
+    """Start an export; a 409 after our own ambiguous attempt returns the running export."""
+    spec = proto.build_start_export(project_id)
+    raw, _ = await rt.send(spec, retry=retry, conflict_after_ambiguous_ok=True, decode=False)
+    if raw.status == 409:
+        # Our earlier attempt reached the server and started the export.
+        log.info("start_export %s: 409 after an ambiguous failure, export was started", project_id)
+        return await get_export(rt, project_id, retry)
+    # An empty or status-less 2xx still means "started": the docs show "queued".
+    payload = proto.parse_json(raw) if raw.body.strip() else {}
+    export = proto.parse_export(raw, payload, project_id, default_status="queued")
+    if export.estimated_seconds is not None:
+        rt.estimates.remember(project_id, export.estimated_seconds, rt.clock.monotonic())
+    return export
+
+
+async def get_export(
+    rt: Runtime,
+    project_id: str,
+    retry: RetryPolicy | None,
+    priority: RequestPriority = RequestPriority.PROGRESS,
+) -> Export:
+    """One look at a project's export status (a watch's looks are polls)."""
+    raw, payload = await rt.send(proto.build_get_export(project_id), retry=retry, priority=priority)
+    return proto.parse_export(raw, payload, project_id)
+
+
+async def watch_export(
+    rt: Runtime,
+    project_id: str,
+    *,
+    timeout: float,
+    poll_policy: PollPolicy | None,
+    retry: RetryPolicy | None,
+    estimate: tuple[float, float] | None,
+) -> AsyncGenerator[Export, None]:
+    """Yield each change of an export's status until a terminal one (see the session)."""
+    last: Export | None = None
+    age = 0.0
+    known = rt.estimates.recall(project_id) if estimate is None else None
+    if known is not None:  # what start_export said, counted from when it said it
+        estimate, age = known[0], rt.clock.monotonic() - known[1]
+
+    async def fetch() -> tuple[Export, str, bool]:
+        export = await get_export(rt, project_id, retry, RequestPriority.POLL)
+        return export, export.status_raw, export.is_terminal
+
+    try:
+        async for export in poll(rt, fetch, timeout, poll_policy, estimate, age):
+            last = export
+            if export.is_terminal:
+                rt.estimates.forget(project_id)
+            yield export
+    except WaitTimeoutError as exc:
+        raise ExportTimeoutError(
+            project_id, last.status_raw if last else None, timeout
+        ) from exc.__cause__
+
+
+async def wait_for_export(
+    rt: Runtime,
+    project_id: str,
+    *,
+    timeout: float,
+    poll_policy: PollPolicy | None,
+    retry: RetryPolicy | None,
+    estimate: tuple[float, float] | None,
+) -> Export:
+    """Wait for a terminal status; return a completed export, raise for a failed one."""
+    final: Export | None = None
+    async for export in watch_export(
+        rt, project_id, timeout=timeout, poll_policy=poll_policy, retry=retry, estimate=estimate
+    ):
+        final = export
+    assert final is not None  # noqa: S101 - the watch always yields before it ends
+    if final.status is ExportStatus.FAILED:
+        raise ExportFailedError(project_id, final.error)
+    return final
+
+
+def completed_url(export: Export) -> str | None:
+    """The export's download URL; ``None`` if completed without one (yet)."""
+    if export.status is ExportStatus.FAILED:
+        raise ExportFailedError(export.project_id, export.error)
+    if export.status is not ExportStatus.COMPLETED:
+        raise ExportNotReadyError(export.project_id, export.status_raw)
+    return export.download_url
+
+
+def absolute_url(base_url: str, project_id: str, url: str, redactor: Redactor | None = None) -> str:
+    """
+    Resolve a (possibly relative) download URL against the API; refuse unusable ones.
+
+    A URL that carries the API key anywhere (host, userinfo, path, query or fragment; in any
+    spelling ``redactor`` knows: literal, JSON-escaped, URL-encoded, HTML entities, base64)
+    is refused before any request: the download host must never see the key. The session
+    has already replaced the key with ``[REDACTED]`` in the response body, so a URL holding
+    that marker is refused too: it is where the server put the key. Userinfo is dropped
+    from the URL returned (an HTTP client would send it as ``Authorization``).
+
+    Raises:
+        DownloadError: The URL is unusable or carries the key.
+    """
+    shown = strip_query(url if redactor is None else redactor(url))
+    if REDACTED in url or (redactor is not None and redactor.contains(url)):
+        raise DownloadError(
+            f"the server gave a download URL for {project_id} that carries the API key; "
+            f"refused so that the key never reaches the download host: {shown!r}",
+            project_id=project_id,
+        )
+    try:
+        absolute = urljoin(base_url + "/", url)
+        parts = urlsplit(absolute)
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not any(ch.isspace() or not ch.isprintable() for ch in url)
+        )
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise DownloadError(
+            f"the server gave an unusable download URL for {project_id}: {shown!r}",
+            project_id=project_id,
+        )
+    if "@" in parts.netloc:
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return absolute
+
+
+async def download_url(
+    rt: Runtime, project_id: str, retry: RetryPolicy, export: Export | None = None
+) -> str:
+    """
+    Get a completed export's download URL, absolute.
+
+    "completed" with no URL yet is retried (backing off) within ``retry``: the status and
+    the URL may not be published at the same instant. A relative URL is resolved against
+    the API's base URL (the docs only show absolute ones).
+    """
+    for attempt in range(1, retry.attempts + 1):
+        if export is None:
+            export = await get_export(rt, project_id, retry)
+        url = completed_url(export)
+        if url:
+            return absolute_url(rt.base_url, project_id, url)
+        if attempt < retry.attempts:
+            await rt.clock.sleep(proto.backoff_delay(retry, attempt, rt.clock.random()))
+        export = None
+    raise ExportNotReadyError(project_id, "completed (no download_url)")

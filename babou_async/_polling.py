@@ -1,0 +1,179 @@
+"""
+Following a job to a terminal status: the poll loop shared by exports, chapters and assets.
+
+The delays come from the sans-I/O core (:func:`babou_async._protocol.next_poll_delay`); this
+module only sleeps them on the runtime's clock, yields changes of status, keeps the
+deadline, and polls through transient failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import attrs
+
+from . import _protocol as proto
+from ._config import PollPolicy
+from ._exceptions import (
+    BabouError,
+    DecodeError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    WaitTimeoutError,
+)
+from ._runtime import Runtime
+
+__all__ = ["Fetch", "poll", "wait"]
+
+log = logging.getLogger("babou_async")
+
+T = TypeVar("T")
+
+#: One status look: returns ``(item, status text, is terminal)``.
+Fetch = Callable[[], Awaitable[tuple[T, str, bool]]]
+
+# What a poll survives while the deadline allows: an outage, a long 429, and DecodeError
+# too (one HTML page from a proxy must not end a watch).
+_TRANSIENT = (TransportError, ServerError, RateLimitError, DecodeError)
+
+
+@attrs.define
+class _Watch:
+    """The mutable state of one poll loop."""
+
+    policy: PollPolicy
+    timeout: float
+    start: float
+    estimate: tuple[float, float] | None
+    age: float = 0.0  # how old the job already was when the watch began
+    last_status: str | None = None
+    last_error: BabouError | None = None
+    polls_since_due: int = 0
+    final: bool = False
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.timeout
+
+    def passed(self) -> WaitTimeoutError:
+        """The error for a passed deadline (callers re-raise it naming what was waited for)."""
+        return WaitTimeoutError(
+            "deadline passed", resource_id="", last_status=self.last_status, timeout=self.timeout
+        )
+
+    def next_delay(self, now: float, rand: float, server_wait: float) -> float:
+        """
+        The sleep before the next look; marks the look after it as the last one.
+
+        ``server_wait`` is a floor: a Retry-After, plus what a tight budget suggests.
+        """
+        elapsed = now - self.start + self.age
+        # Backoff starts once the job outlives its estimate (see next_poll_delay).
+        due = self.estimate is None or not self.policy.use_estimate or elapsed >= self.estimate[1]
+        delay = proto.next_poll_delay(
+            self.policy,
+            polls_since_due=self.polls_since_due if due else 0,
+            elapsed=elapsed,
+            estimate=self.estimate,
+            rand=rand,
+        )
+        self.polls_since_due += 1 if due else 0
+        delay = max(delay, server_wait)
+        remaining = self.deadline - now
+        if delay >= remaining:
+            self.final = True
+            delay = max(0.0, remaining)
+        return delay
+
+
+async def poll(
+    rt: Runtime,
+    fetch: Fetch[T],
+    timeout: float,
+    policy: PollPolicy | None,
+    estimate: tuple[float, float] | None,
+    age: float = 0.0,
+) -> AsyncIterator[T]:
+    """
+    Yield ``fetch()`` results on each change of status, and the terminal one.
+
+    ``estimate`` is the job's expected duration; ``age`` how long ago the job started (the
+    estimate counts from then).
+
+    Transient failures that outlast the retry policy (an outage, a long 429) do not end the
+    poll while the deadline allows: they are logged and polled through, and the last one is
+    chained to the :class:`WaitTimeoutError` if the deadline passes.
+    """
+    clock = rt.clock
+    watch = _Watch(
+        policy=policy or rt.poll,
+        timeout=timeout,
+        start=clock.monotonic(),
+        estimate=estimate,
+        age=age,
+    )
+    # The last look, after sleeping up to the deadline, gets a short grace to answer.
+    grace = min(5.0, max(0.05, timeout * 0.05))
+    while True:
+        limit = grace if watch.final else max(0.0, watch.deadline - clock.monotonic())
+        server_wait = 0.0
+        try:
+            with anyio.fail_after(limit):
+                item, status, terminal = await fetch()
+        except _TRANSIENT as exc:
+            if watch.final:
+                raise watch.passed() from exc
+            watch.last_error = exc
+            server_wait = getattr(exc, "retry_after", None) or 0.0
+            log.warning("poll failed, will poll again: %s", rt.redact(str(exc)))
+        except TimeoutError:
+            raise watch.passed() from watch.last_error
+        else:
+            watch.last_error = None
+            if watch.estimate is None:
+                watch.estimate = getattr(item, "estimated_seconds", None)
+            if status != watch.last_status or terminal:
+                watch.last_status = status
+                yield item
+            if terminal:
+                return
+        if watch.final:
+            raise watch.passed() from watch.last_error
+        # A tight budget stretches the interval instead of queueing the poll behind it.
+        server_wait += rt.budget.suggested_poll_delay()
+        await clock.sleep(watch.next_delay(clock.monotonic(), clock.random(), server_wait))
+
+
+async def wait(
+    rt: Runtime,
+    fetch: Fetch[T],
+    resource_id: str,
+    what: str,
+    timeout: float,
+    policy: PollPolicy | None,
+    estimate: tuple[float, float] | None,
+) -> T:
+    """
+    Poll until terminal and return the last item.
+
+    Raises:
+        WaitTimeoutError: Not terminal before ``timeout`` (naming ``what`` and the ID).
+    """
+    result: T | None = None
+    try:
+        async for item in poll(rt, fetch, timeout, policy, estimate):
+            result = item
+    except WaitTimeoutError as exc:
+        raise WaitTimeoutError(
+            f"{what} {resource_id} not done after {timeout:g}s (last status: "
+            f"{exc.last_status or 'none observed'})",
+            resource_id=resource_id,
+            last_status=exc.last_status,
+            timeout=timeout,
+        ) from exc.__cause__
+    assert result is not None  # noqa: S101 - poll yields the terminal item before returning
+    return result
