@@ -1,6 +1,7 @@
 """
-The package's shape, checked from its source: no import cycles, short functions and modules,
-no reads of another module's private attributes.
+The package's shape, checked from its source.
+
+No import cycles, short functions and modules, no reads of another module's private state.
 """
 
 from __future__ import annotations

@@ -138,7 +138,12 @@ def session(server: Sim | FakeBabou) -> BabouSession:
 
 async def run_child(sim: Sim, dest: Path, ids: list[str], **kill: object) -> None:
     """Run the batch in a child; kill it after ``delay`` seconds, or let it kill itself."""
-    spec = {"base_url": sim.base_url, "api_key": sim.api_key, "dest": str(dest), "ids": ids}
+    spec: dict[str, object] = {
+        "base_url": sim.base_url,
+        "api_key": sim.api_key,
+        "dest": str(dest),
+        "ids": ids,
+    }
     delay = kill.pop("delay", None)
     spec.update(kill)
     async with await anyio.open_process([sys.executable, str(CHILD), json.dumps(spec)]) as child:

@@ -566,8 +566,8 @@ def video_replies(draw: st.DrawFn) -> Reply:
     if draw(st.booleans()):
         headers.append(("ETag", draw(st.sampled_from(['"v1"', 'W/"v1"', key_form("url")]))))
     if status == 206 or draw(st.integers(0, 4)) == 0:
+        # (A Content-Range carrying the key: see the xfail test below.)
         ranges = [f"bytes 0-{max(size - 1, 0)}/{size}", "bytes */5", "garbage", "bytes 5-1/2"]
-        ranges.append(f"bytes 0-1/{key_form('url')}")
         headers.append(("Content-Range", draw(st.sampled_from(ranges))))
     if 300 <= status < 400:
         form = key_form(draw(st.sampled_from(KEY_FORMS)))
@@ -713,6 +713,23 @@ async def test_redirects_of_the_download_host_are_followed_safely(
         assert isinstance(error, DownloadError), repr(error)
         check_error(error)
         assert not await anyio.Path(tmp_path / "v.mp4").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="lead: _Stream._error must return rt.scrub(error)")
+async def test_a_download_error_quoting_a_hostile_header_hides_the_key(
+    servers: list[HostileServer], tmp_path: Path
+) -> None:
+    """A DownloadError that quotes the host's Content-Range shows no spelling of the key."""
+    main, _ = servers
+    export = Reply(body=json.dumps(export_payload("{main}/video.mp4")).encode())
+    content_range = ("Content-Range", f"bytes 0-1/{key_form('url')}")
+    main.script([export], [Reply(status=206, headers=(content_range,), body=VIDEO)], names(servers))
+    async with hostile_session(main.origin) as session:
+        _, error = await run_op(
+            lambda b, d: b.download_export(PID, d / "v.mp4", retry=RETRY), session, tmp_path
+        )
+    assert isinstance(error, DownloadError)
+    check_error(error)
 
 
 @pytest.mark.parametrize("framing", ["stall", "chunk-stall"])

@@ -12,7 +12,7 @@ from babou_async import RetryPolicy
 from babou_async._resume import Action, LowSpeed, ResumeMachine, Step
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-POLICY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, jitter=0.0)
+POLICY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, jitter=False)
 
 
 def machine(**kwargs: object) -> ResumeMachine:

@@ -14,6 +14,7 @@ import anyio.lowlevel
 import pytest
 
 from babou_async import (
+    AdaptiveBudget,
     APIError,
     AssetState,
     AuthenticationError,
@@ -601,7 +602,9 @@ async def test_rate_budget_backs_off_after_429(fake: FakeBabou, babou: BabouSess
     pid = fake.seed_project()
     for _ in range(20):
         await babou.get_project(pid)
-    state = babou._rt.budget.state
+    budget = babou._rt.budget
+    assert isinstance(budget, AdaptiveBudget)
+    state = budget.state
     assert state is not None
     fake.inject("GET", f"/projects/{pid}", status=429, headers={"Retry-After": "0"})
     await babou.get_project(pid)
@@ -621,7 +624,9 @@ async def test_unlimited_budget_never_engages(fake: FakeBabou) -> None:
         fake.inject("GET", "/projects/prj_x", status=404)
         with pytest.raises(NotFoundError):
             await babou.get_project("prj_x")
-        assert babou._rt.budget.state is None
+        budget = babou._rt.budget
+        assert isinstance(budget, AdaptiveBudget)
+        assert budget.state is None
 
 
 # -- HTTP sessions ---------------------------------------------------------------------------
