@@ -330,16 +330,13 @@ async def _save(
         partial.pending_meta = {name: value for name, value in known.items() if value is not None}
 
     stream = _Stream(rt, project_id, url, policy, before_body, machine=machine, on_accept=on_accept)
-    saved = await files.save(
+    return await files.save(
         stream,
-        lambda: stream.stopped,
         partial,
         project_id=project_id,
         overwrite=overwrite,
         progress=_progress_of(progress, project_id, stream),
     )
-    assert saved is not None  # noqa: S101 - before_body never stops this stream
-    return saved
 
 
 def _progress_of(

@@ -232,7 +232,9 @@ class TransportError(BabouError):
     """
     The HTTP exchange did not complete: the connection was refused, reset or dropped.
 
-    The underlying aiohttp or OS error is chained as ``__cause__``.
+    The underlying aiohttp or OS error is chained as ``__cause__`` in the form of a text-only
+    copy (its type and redacted message): aiohttp's own exceptions hold the request headers,
+    the API key among them, and never reach the caller.
 
     Attributes:
         method: The HTTP method.

@@ -263,11 +263,18 @@ def _read_meta(path: Path) -> dict[str, Any]:
 def discard_partial_sync(final: Path) -> None:
     """Remove the partial of ``final`` (and its sidecar) unless another process holds it."""
     part = final.with_name(final.name + PART_SUFFIX)
-    with contextlib.suppress(OSError), part.open("rb") as f:
+    meta = final.with_name(final.name + META_SUFFIX)
+    try:
+        f = part.open("rb")
+    except FileNotFoundError:  # an orphaned sidecar, at most
+        with contextlib.suppress(FileNotFoundError):
+            meta.unlink()
+        return
+    with f:
         if _lock(f):
             part.unlink()
             with contextlib.suppress(FileNotFoundError):
-                final.with_name(final.name + META_SUFFIX).unlink()
+                meta.unlink()
 
 
 class _Writer:
@@ -338,19 +345,17 @@ async def open_partial(final: Path, project_id: str) -> Partial:
 
 async def save(
     chunks: AsyncIterable[tuple[int, bytes]],
-    stopped: Callable[[], bool],
     partial: Partial,
     *,
     project_id: str,
     overwrite: bool,
     progress: Callable[[int], None],
-) -> Saved | None:
+) -> Saved:
     """
     Write ``(position, chunk)`` pairs into ``partial`` and move it into place.
 
-    Returns ``None`` when the stream ended with ``stopped()`` true (nothing to save; the
-    partial is removed). On any failure the partial is kept for a later run if it holds
-    bytes of known content, else removed.
+    On any failure the partial is kept for a later run if it holds bytes of known content,
+    else removed.
 
     Raises:
         DownloadError: The disk refused, or the final path appeared meanwhile (no overwrite).
@@ -361,10 +366,6 @@ async def save(
     try:
         async for position, chunk in chunks:
             await writer.add(position, chunk)
-        await writer.drain()
-        if stopped():
-            keep = False
-            return None
         await writer.finish()
         return await _commit(partial, overwrite, project_id)
     except OSError as exc:

@@ -97,7 +97,7 @@ class Redactor:
     for the substitution.
     """
 
-    __slots__ = ("_cores", "_needles", "_needles_b", "_pattern", "_slow")
+    __slots__ = ("_cores", "_cores_b", "_needles", "_needles_b", "_pattern", "_slow")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         alternatives = [_KEY_SHAPE.pattern]
@@ -124,9 +124,10 @@ class Redactor:
         self._pattern = re.compile("|".join(alternatives), re.IGNORECASE)
         self._needles = tuple(needles)
         self._cores = tuple(dict.fromkeys(cores))
-        # The fast path of a body looks for the secrets as sent, their exact base64, and the
-        # prefix of any Babou key.
-        self._needles_b = (b"sk-bab-", *raw_secrets, *exact_cores)
+        # The fast path of a body looks for the secrets and the prefix of any Babou key in
+        # any case, and for their exact base64.
+        self._needles_b = (b"sk-bab-", *(secret.lower() for secret in raw_secrets))
+        self._cores_b = tuple(exact_cores)
         self._slow = slow
 
     def _may_contain(self, text: str) -> bool:
@@ -160,12 +161,12 @@ class Redactor:
         character) is decided with a handful of byte searches: an escaped spelling needs a
         ``\``, ``%`` or ``&``; the others are the secret itself or its base64 cores.
         """
-        if (
-            not self._slow
-            and len(data.translate(None, b"\\%&")) == len(data)
-            and not any(needle in data for needle in self._needles_b)
-        ):
-            return data
+        if not self._slow and len(data.translate(None, b"\\%&")) == len(data):
+            low = data.lower()
+            if not any(needle in low for needle in self._needles_b) and not any(
+                core in data for core in self._cores_b
+            ):
+                return data
         text = data.decode("latin-1")
         if not self._may_contain(text):
             return data

@@ -18,6 +18,11 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 from hypothesis import HealthCheck, settings
 
+from babou_async import BabouSession
+from babou_async.testing import FakeBabou
+
+from .support import FAST_POLL, FAST_RETRY
+
 settings.register_profile("tests", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fast", max_examples=20, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tests"))
@@ -52,10 +57,28 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[object]:
-    """A running FakeBabou with fast timings, seeded for determinism."""
-    from babou_async.testing import FakeBabou
+async def babou(fake: FakeBabou, request: pytest.FixtureRequest) -> AsyncIterator[BabouSession]:
+    """
+    A session on ``fake`` with fast polls and retries: the one session fixture of the suite.
 
+    A test module may set ``FAST_RETRY`` (its retry policy, for tests that count attempts)
+    and ``VIDEO_SIZE`` (the simulator's video size).
+    """
+    size = getattr(request.module, "VIDEO_SIZE", None)
+    if size is not None:
+        fake.export_video_size = size
+    async with BabouSession(
+        fake.api_key,
+        base_url=fake.base_url,
+        retry=getattr(request.module, "FAST_RETRY", FAST_RETRY),
+        poll=FAST_POLL,
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBabou]:
+    """A running FakeBabou with fast timings, seeded for determinism."""
     async with FakeBabou(
         seed=1234,
         prompt_seconds=0.05,

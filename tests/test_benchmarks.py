@@ -74,6 +74,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
 
 
 def test_every_benchmark_runs(smoke: Smoke) -> None:
+    """Smoke mode runs every benchmark to the end: no ERROR row, no traceback."""
     done, report = smoke
     # 0 or 1: tiny sizes may miss targets; 1 is also what a broken benchmark gives, hence:
     assert done.returncode in (0, 1), done.stderr
@@ -92,6 +93,7 @@ def test_every_benchmark_runs(smoke: Smoke) -> None:
 
 
 def test_rows_are_well_formed(smoke: Smoke) -> None:
+    """Every expected row is reported once, with a known status, a target and numeric figures."""
     _, report = smoke
     rows = {r["name"]: r for r in report["results"]}
     if rows.get("download.throughput", {}).get("status") == "SKIP":  # no curl here
@@ -112,6 +114,7 @@ def test_rows_are_well_formed(smoke: Smoke) -> None:
 
 
 def test_table_printed_and_exit_code_matches(smoke: Smoke) -> None:
+    """The table lists every row and the exit code says whether a target was missed."""
     done, report = smoke
     for row in report["results"]:
         assert row["name"] in done.stdout
@@ -121,6 +124,7 @@ def test_table_printed_and_exit_code_matches(smoke: Smoke) -> None:
 
 
 def test_outcomes_the_figures_rest_on(smoke: Smoke) -> None:
+    """The facts behind the figures hold: watches complete, no task leaks, requests are counted."""
     _, report = smoke
     rows = {r["name"]: r for r in report["results"]}
     # Every watch completed and nothing was left running (a correctness fact, not timing).
@@ -135,6 +139,7 @@ def test_outcomes_the_figures_rest_on(smoke: Smoke) -> None:
 
 
 def test_only_and_usage() -> None:
+    """An unknown --only name is a usage error (exit 2); --help documents --quick."""
     done = _bench("--only", "nope", timeout=60)
     assert done.returncode == 2
     assert "invalid choice" in done.stderr

@@ -43,7 +43,7 @@ from babou_async.testing import FakeBabou
 
 pytestmark = pytest.mark.anyio
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCALED = ["--time-scale", "0.1"]  # the demo's durations, tenfold shorter
 
 

@@ -28,15 +28,16 @@ from babou_async import (
     DecodeError,
     DownloadError,
     PollPolicy,
-    RetryPolicy,
     Timeouts,
     TransportError,
 )
 
+from ..support import fast_retry
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-bab-adversarialSECRETkey0123456789"
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
+FAST_RETRY = fast_retry(3)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -131,6 +132,7 @@ def own_video_url(request: web.Request) -> str:
 async def test_two_downloads_to_one_destination_never_commit_a_corrupt_file(
     tmp_path: Path,
 ) -> None:
+    """A second download to a destination in use is refused; the first commits the exact bytes."""
     content = video(3 * 1024 * 1024)
     release_first = anyio.Event()
     requests = 0
@@ -192,6 +194,7 @@ async def test_two_downloads_to_one_destination_never_commit_a_corrupt_file(
 
 
 async def test_gzip_content_encoding_on_the_video_is_not_saved_as_is(tmp_path: Path) -> None:
+    """A gzip-encoded video is saved decoded or refused leaving nothing, never saved compressed."""
     content = video(200_000)
 
     async def serve_video(request: web.Request) -> web.StreamResponse:
@@ -217,6 +220,8 @@ async def test_gzip_content_encoding_on_the_video_is_not_saved_as_is(tmp_path: P
 async def test_malformed_download_url_fails_only_its_own_project(
     tmp_path: Path, bad_url: str
 ) -> None:
+    """An unusable download URL fails its own project with DownloadError, not the batch."""
+
     def url(request: web.Request) -> str:
         return bad_url if request.match_info["pid"] == "prj_bad" else own_video_url(request)
 
@@ -233,6 +238,8 @@ async def test_malformed_download_url_fails_only_its_own_project(
 
 
 async def test_slow_loris_download_host_does_not_hang_forever(tmp_path: Path) -> None:
+    """A host trickling 100 B/s cannot keep a download alive: it ends, leaving nothing behind."""
+
     async def drip(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         response.content_length = 1000
@@ -433,6 +440,7 @@ async def test_create_is_not_resent_after_the_server_dropped_the_connection() ->
 
 
 async def test_create_is_not_resent_after_a_5xx() -> None:
+    """A create answered 502 (which may have acted) is sent once and raises ServerError."""
     posts = 0
 
     async def create(request: web.Request) -> web.StreamResponse:
@@ -481,6 +489,8 @@ async def test_start_export_after_a_dropped_attempt_follows_its_own_export() -> 
 
 
 async def test_start_export_answered_204_is_queued() -> None:
+    """A start answered 204 with no body counts as a queued export."""
+
     async def start(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
 
@@ -498,6 +508,7 @@ async def test_start_export_answered_204_is_queued() -> None:
 
 
 async def test_a_progressing_upload_is_not_cut_by_the_api_total_timeout(tmp_path: Path) -> None:
+    """A slow upload that keeps progressing is not cut by the API's total timeout."""
     size = 8 * 1024 * 1024
     source = anyio.Path(tmp_path / "clip.mp4")
     await source.write_bytes(bytes(size))
@@ -520,6 +531,8 @@ async def test_a_progressing_upload_is_not_cut_by_the_api_total_timeout(tmp_path
 
 
 async def test_uploading_a_few_megabytes_of_bytes_emits_no_warning() -> None:
+    """A 2 MiB bytes upload arrives whole and emits no warning (warnings are errors here)."""
+
     async def accept(request: web.Request) -> web.StreamResponse:
         size = 0  # counted as it streams (request.read() stops at aiohttp's 1 MiB default)
         async for chunk in request.content.iter_any():
@@ -612,6 +625,8 @@ async def test_odd_but_valid_json_is_understood() -> None:
 async def test_odd_informational_fields_do_not_fail_the_call(
     method: str, path: str, payload: dict[str, object]
 ) -> None:
+    """Informational fields of unexpected types never fail a call; the status is still read."""
+
     async def answer(request: web.Request) -> web.StreamResponse:
         return json_response(payload)
 
@@ -625,6 +640,8 @@ async def test_odd_informational_fields_do_not_fail_the_call(
 
 
 async def test_api_key_echoed_in_an_undecodable_body_is_not_in_the_exception() -> None:
+    """A key echoed in a non-JSON body is absent from the DecodeError's str, repr and excerpt."""
+
     async def echo(request: web.Request) -> web.StreamResponse:
         dump = "".join(f"{k}: {v}\n" for k, v in request.headers.items())
         return web.Response(text=f"<pre>{dump}</pre>", content_type="text/html")
@@ -641,6 +658,8 @@ async def test_api_key_echoed_in_an_undecodable_body_is_not_in_the_exception() -
 
 
 async def test_api_key_echoed_in_an_error_envelope_is_redacted() -> None:
+    """A key echoed in an error envelope is redacted from the exception's str and repr."""
+
     async def echo(request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
         return json_response(
@@ -733,6 +752,8 @@ async def test_export_many_keeps_input_order_and_reports_duplicates_everywhere(
 
 
 async def test_export_many_survives_one_malformed_download_url(tmp_path: Path) -> None:
+    """One malformed download URL fails its own project; the rest of the batch completes."""
+
     def url(request: web.Request) -> str:
         bad = request.match_info["pid"] == "prj_bad"
         return "http://[bad/x.mp4" if bad else own_video_url(request)
@@ -818,6 +839,7 @@ async def test_listing_follows_a_server_that_caps_the_page_size() -> None:
 
 
 async def test_bare_list_projects_with_a_server_side_page_cap_is_not_truncated() -> None:
+    """A bare-list listing capped server-side below page_size is followed to all 50 items."""
     projects = [{"id": f"prj_{i:05d}", "name": f"p{i}"} for i in range(50)]
 
     async def page(request: web.Request) -> web.StreamResponse:
@@ -838,6 +860,7 @@ async def test_bare_list_projects_with_a_server_side_page_cap_is_not_truncated()
     "retry_after", ["nan", "-1", "1e400", "Wed, 21 Oct 2015 07:28:00 GMT", "soon", "0.01"]
 )
 async def test_odd_retry_after_values_are_survived(retry_after: str) -> None:
+    """Unparseable, negative, past or absurd Retry-After values cost one quick retry, no crash."""
     calls = 0
 
     async def throttled(request: web.Request) -> web.StreamResponse:
@@ -858,6 +881,8 @@ async def test_odd_retry_after_values_are_survived(retry_after: str) -> None:
 
 
 async def test_huge_retry_after_fails_fast_with_rate_limit_error() -> None:
+    """A one-day Retry-After raises RateLimitError at once, with the server's value."""
+
     async def throttled(request: web.Request) -> web.StreamResponse:
         return web.Response(
             status=429,
@@ -876,6 +901,7 @@ async def test_huge_retry_after_fails_fast_with_rate_limit_error() -> None:
 
 
 async def test_html_5xx_on_a_read_is_retried_then_a_server_error() -> None:
+    """An HTML 503 on a read is retried every attempt, then raised as a ServerError."""
     calls = 0
 
     async def broken(request: web.Request) -> web.StreamResponse:
@@ -900,6 +926,7 @@ async def test_html_5xx_on_a_read_is_retried_then_a_server_error() -> None:
 
 
 async def test_downloads_queued_behind_a_full_pool_are_not_failed(tmp_path: Path) -> None:
+    """Downloads waiting for a free connection are not failed by connect timeouts."""
     content = video(128 * 1024)
 
     async def steady(request: web.Request) -> web.StreamResponse:
@@ -997,6 +1024,7 @@ async def test_url_expiring_between_a_drop_and_the_resume_is_refreshed(tmp_path:
 
 
 async def test_url_expiry_reported_as_400_is_refreshed(tmp_path: Path) -> None:
+    """A URL expired as a 400 (ExpiredToken) is refreshed once; the download completes."""
     content = video(100_000)
 
     def on_video(request: web.Request, token: int) -> web.StreamResponse | None:

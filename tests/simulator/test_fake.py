@@ -46,7 +46,7 @@ from babou_async.testing._video import BLOCK_SIZE, VideoContent
 pytestmark = pytest.mark.anyio
 
 EPOCH = 1_764_669_600.0  # 2025-12-02T10:00:00Z
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Clock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -15,24 +14,18 @@ from babou_async import (
     DownloadResult,
     ExportFailedError,
     ExportNotReadyError,
-    PollPolicy,
-    RetryPolicy,
 )
 from babou_async.testing import FakeBabou, Faults
 
+from ..support import fast_retry
+
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.001, max_delay=0.01)
+FAST_RETRY = fast_retry(6)
 SIZE = 3 * 1024 * 1024 + 17
 
 
-@pytest.fixture
-async def babou(fake: FakeBabou) -> AsyncIterator[BabouSession]:
-    fake.export_video_size = SIZE
-    async with BabouSession(
-        fake.api_key, base_url=fake.base_url, retry=FAST_RETRY, poll=PollPolicy.fast()
-    ) as session:
-        yield session
+VIDEO_SIZE = SIZE
 
 
 async def completed(fake: FakeBabou, babou: BabouSession, name: str = "P") -> str:

@@ -16,24 +16,18 @@ from babou_async import (
     ExportStatus,
     ExportTimeoutError,
     NotFoundError,
-    PollPolicy,
-    RetryPolicy,
     ValidationError,
 )
 from babou_async.testing import FakeBabou, Faults
 
+from ..support import fast_retry
+
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.001, max_delay=0.01)
+FAST_RETRY = fast_retry(6)
 
 
-@pytest.fixture
-async def babou(fake: FakeBabou) -> AsyncIterator[BabouSession]:
-    fake.export_video_size = 200 * 1024
-    async with BabouSession(
-        fake.api_key, base_url=fake.base_url, retry=FAST_RETRY, poll=PollPolicy.fast()
-    ) as session:
-        yield session
+VIDEO_SIZE = 200 * 1024
 
 
 async def listing(path: Path) -> list[str]:

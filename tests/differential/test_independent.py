@@ -11,7 +11,6 @@ HTML 502s, weak ETags, expiring download URLs on another origin, and so on.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,13 +44,13 @@ from babou_async import (
     ValidationError,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the simulator lives beside us
-from independent_sim import Faults, IndependentBabou
+from ..support import fast_retry
+from .independent_sim import Faults, IndependentBabou
 
 pytestmark = pytest.mark.anyio
 
 FAST_POLL = PollPolicy(initial_delay=0.02, max_delay=0.2)
-FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05, attempts=6)
+FAST_RETRY = fast_retry(6, base_delay=0.01, max_delay=0.05)
 
 
 def _session(sim: IndependentBabou, **kwargs: Any) -> BabouSession:
@@ -89,6 +88,7 @@ async def _read(path: Path | None) -> bytes:
 
 
 async def test_projects_create_get_and_bare_list() -> None:
+    """A 200 create gives the full typed project, sent with the key; get and the bare list agree."""
     async with IndependentBabou(seed=1) as sim, _session(sim) as babou:
         project = await babou.create_project(
             "Launch video", description="First cut", settings={"aspect": "16:9"}
@@ -112,6 +112,7 @@ async def test_projects_create_get_and_bare_list() -> None:
 
 
 async def test_list_projects_bare_list_follows_limit_and_offset() -> None:
+    """A bare-list listing that honours limit/offset is followed page by page, in order."""
     # The list-projects page is missing from the docs. This server answers a bare JSON list
     # but honours limit/offset like the assets list: a full page means "ask for more".
     async with IndependentBabou(seed=2) as sim, _session(sim) as babou:
@@ -121,6 +122,7 @@ async def test_list_projects_bare_list_follows_limit_and_offset() -> None:
 
 
 async def test_list_projects_bare_list_ignoring_limit() -> None:
+    """A bare list ignoring limit ends after at most two requests, without duplicates."""
     # The other bare-list reading: everything at once, limit/offset ignored.
     async with IndependentBabou(seed=25, projects_shape="list-all") as sim, _session(sim) as babou:
         ids = [sim.add_project(f"P{i}") for i in range(5)]
@@ -130,6 +132,7 @@ async def test_list_projects_bare_list_ignoring_limit() -> None:
 
 
 async def test_list_projects_envelope_paginates() -> None:
+    """An envelope listing is followed by its pagination totals: three pages, every ID once."""
     async with IndependentBabou(seed=3, projects_shape="envelope") as sim, _session(sim) as babou:
         ids = [sim.add_project(f"P{i}") for i in range(5)]
         pager = babou.list_projects(page_size=2)
@@ -143,6 +146,7 @@ async def test_list_projects_envelope_paginates() -> None:
 
 
 async def test_chapters_prompts_and_wait_for_chapter() -> None:
+    """Durations, nested 409s and forced prompts are read; ready, completed and error end a wait."""
     async with IndependentBabou(seed=4, prompt_seconds=0.1) as sim, _session(sim) as babou:
         pid = (await babou.create_project("Chapters")).id
         names = ["Intro", "Middle", "Climax", "Outro"]
@@ -193,6 +197,7 @@ async def test_chapters_prompts_and_wait_for_chapter() -> None:
 
 
 async def test_server_side_validation_errors_are_not_retried() -> None:
+    """Bad input is refused before sending; the server's own 400s are raised, not retried."""
     async with IndependentBabou(seed=5) as sim, _session(sim) as babou:
         with pytest.raises(ValidationError) as local:
             await babou.create_project("x" * 31)
@@ -220,6 +225,7 @@ async def test_server_side_validation_errors_are_not_retried() -> None:
 
 
 async def test_not_found_errors_flat_and_nested() -> None:
+    """Flat and nested 404s are final NotFoundErrors; another key's projects are invisible."""
     other = "sk-bab-someoneelse000000000"
     async with IndependentBabou(seed=6, other_keys=(other,)) as sim, _session(sim) as babou:
         pid = sim.add_project("Mine")
@@ -262,6 +268,7 @@ async def test_not_found_errors_flat_and_nested() -> None:
     ],
 )
 async def test_authentication_errors(key: str, code: str) -> None:
+    """Each 401 code becomes AuthenticationError, and the key appears in no message."""
     async with (
         IndependentBabou(seed=7, expired_keys=("sk-bab-expiredkey000000000",)) as sim,
         _session(sim, api_key=key) as babou,
@@ -283,6 +290,7 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 async def test_upload_from_bytes_path_and_iterator(tmp_path: Path) -> None:
+    """Bytes, path and iterator uploads arrive intact and typed; a 'failed' asset is ERROR."""
     async with IndependentBabou(seed=8, asset_seconds=0.1) as sim, _session(sim) as babou:
         png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
         image = await babou.upload_asset(png, content_type="image/png")
@@ -329,6 +337,7 @@ async def test_upload_from_bytes_path_and_iterator(tmp_path: Path) -> None:
 
 
 async def test_uploads_are_replayed_identically_after_429(tmp_path: Path) -> None:
+    """After a 429, path and bytes uploads are resent byte for byte."""
     async with IndependentBabou(seed=29) as sim, _session(sim) as babou:
         clip = tmp_path / "clip.webm"
         data = bytes(range(256)) * 2000
@@ -344,6 +353,7 @@ async def test_uploads_are_replayed_identically_after_429(tmp_path: Path) -> Non
 
 
 async def test_streamed_upload_with_size_sends_content_length() -> None:
+    """A streamed upload whose size is given is sent with that Content-Length."""
     # Some gateways refuse chunked uploads (411): a size given up front avoids them.
     async with IndependentBabou(seed=30, require_length=True) as sim, _session(sim) as babou:
         data = bytes(300_000)
@@ -356,6 +366,7 @@ async def test_streamed_upload_with_size_sends_content_length() -> None:
 
 
 async def test_uuid_asset_ids() -> None:
+    """Asset IDs in UUID form (as one docs page says) are accepted everywhere."""
     async with IndependentBabou(seed=9, asset_ids="uuid") as sim, _session(sim) as babou:
         asset = await babou.upload_asset(b"GIF89a", content_type="image/gif")
         assert len(asset.id) == 36
@@ -365,6 +376,7 @@ async def test_uuid_asset_ids() -> None:
 
 
 async def test_upload_errors() -> None:
+    """413 FILE_TOO_LARGE and 500 UPLOAD_FAILED become their exception classes, with the code."""
     async with IndependentBabou(seed=10, max_upload_bytes=1000) as sim, _session(sim) as babou:
         with pytest.raises(PayloadTooLargeError) as too_big:
             await babou.upload_asset(bytes(2000), content_type="video/webm")
@@ -377,6 +389,7 @@ async def test_upload_errors() -> None:
 
 
 async def test_streamed_upload_over_the_limit_gets_413() -> None:
+    """A streamed upload the server finds too large ends in PayloadTooLargeError."""
     # Without a known size the server only finds out mid-stream, and answers 413 early.
     async with IndependentBabou(seed=26, max_upload_bytes=50_000) as sim, _session(sim) as babou:
         with pytest.raises(PayloadTooLargeError) as info:
@@ -385,6 +398,7 @@ async def test_streamed_upload_over_the_limit_gets_413() -> None:
 
 
 async def test_list_assets_pagination_and_filters() -> None:
+    """Asset listings follow pagination and pass the content-type and state filters."""
     async with IndependentBabou(seed=11, asset_seconds=0.05) as sim, _session(sim) as babou:
         uploaded = [
             await babou.upload_asset(b"\x89PNG" + bytes([i]), content_type="image/png")
@@ -425,6 +439,7 @@ async def test_list_assets_pagination_and_filters() -> None:
 
 
 async def test_429_retry_after_seconds_and_http_date() -> None:
+    """Both Retry-After forms are waited out, a 429 create is resent once, endless 429s raise."""
     async with IndependentBabou(seed=12) as sim, _session(sim) as babou:
         pid = sim.add_project()
 
@@ -456,6 +471,7 @@ async def test_429_retry_after_seconds_and_http_date() -> None:
 
 
 async def test_5xx_and_drops_on_reads_are_retried() -> None:
+    """500, 502, 503 and dropped connections on reads are retried until the read succeeds."""
     async with IndependentBabou(seed=13) as sim, _session(sim) as babou:
         pid = sim.add_project()
         for fault in ("500", "502", "503", "drop"):
@@ -468,6 +484,7 @@ async def test_5xx_and_drops_on_reads_are_retried() -> None:
 
 
 async def test_slow_reads_time_out_and_are_retried() -> None:
+    """A read slower than the total timeout times out and is retried once, then succeeds."""
     async with IndependentBabou(seed=35) as sim, _session(sim, timeout=0.3) as babou:
         pid = sim.add_project()
         sim.inject("slow:0.6", path="/projects/")
@@ -476,6 +493,7 @@ async def test_slow_reads_time_out_and_are_retried() -> None:
 
 
 async def test_html_502_becomes_server_error_after_retries() -> None:
+    """An HTML 502 page is retried, then raised as ServerError with status 502 and no code."""
     async with IndependentBabou(seed=14) as sim, _session(sim) as babou:
         pid = sim.add_project()
         for _ in range(6):
@@ -489,6 +507,7 @@ async def test_html_502_becomes_server_error_after_retries() -> None:
 
 
 async def test_creates_are_not_resent_after_an_ambiguous_failure() -> None:
+    """Creates failing ambiguously (drop, 502, timeout) raise after one send: no duplicates."""
     async with IndependentBabou(seed=15) as sim, _session(sim) as babou:
         sim.inject("drop-after", method="POST", path="/projects$")
         with pytest.raises(TransportError):
@@ -519,6 +538,7 @@ async def test_creates_are_not_resent_after_an_ambiguous_failure() -> None:
 
 
 async def test_start_export_after_ambiguous_failure_follows_the_started_export() -> None:
+    """A start retried after a drop gets 409 and follows the export the first attempt started."""
     async with IndependentBabou(seed=16) as sim, _session(sim) as babou:
         pid = sim.add_project()
         sim.inject("drop-after", method="POST", path="/export$")
@@ -530,6 +550,7 @@ async def test_start_export_after_ambiguous_failure_follows_the_started_export()
 
 
 async def test_5xx_after_the_fact_on_creates_and_exports() -> None:
+    """A 5xx after a create took effect is not resent; a start after a 5xx follows the export."""
     async with IndependentBabou(seed=33) as sim, _session(sim) as babou:
         sim.inject("502-after", method="POST", path="/projects$")
         with pytest.raises(ServerError):
@@ -545,6 +566,7 @@ async def test_5xx_after_the_fact_on_creates_and_exports() -> None:
 
 
 async def test_watch_export_transitions_under_faults() -> None:
+    """Under API faults a watch yields each status once; 409 hints and durations are read."""
     faults = Faults(rate_429=0.1, rate_5xx=0.1, rate_drop=0.1)
     async with IndependentBabou(seed=17, faults=faults) as sim, _session(sim) as babou:
         pids = [sim.add_project(f"P{i}") for i in range(4)]
@@ -582,6 +604,7 @@ async def test_watch_export_transitions_under_faults() -> None:
 
 
 async def test_polling_outlasts_an_outage_longer_than_the_retry_policy() -> None:
+    """An outage longer than the retry policy is polled through until the export completes."""
     async with IndependentBabou(seed=31) as sim, _session(sim) as babou:
         pid = sim.add_project()
         await babou.start_export(pid)
@@ -592,6 +615,7 @@ async def test_polling_outlasts_an_outage_longer_than_the_retry_policy() -> None
 
 
 async def test_watch_export_times_out_with_the_last_status() -> None:
+    """A watch past its deadline raises ExportTimeoutError promptly, with the last status seen."""
     async with (
         IndependentBabou(seed=32, export_processing_seconds=30) as sim,
         _session(sim) as babou,
@@ -607,6 +631,7 @@ async def test_watch_export_times_out_with_the_last_status() -> None:
 
 
 async def test_failed_export_reports_the_server_text(tmp_path: Path) -> None:
+    """A failed render is yielded by watch, raised by wait and download with its text; no file."""
     async with IndependentBabou(seed=18) as sim, _session(sim) as babou:
         pid = sim.add_project()
         sim.fail_render(pid, "Failed to render chapter 2")
@@ -643,6 +668,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 async def test_download_export_is_byte_identical(scenario: str, tmp_path: Path) -> None:
+    """Under each download fault the saved video is byte-identical; the key stays home."""
     faults = SCENARIOS[scenario]
     async with IndependentBabou(seed=19, faults=faults) as sim, _session(sim) as babou:
         pid = sim.add_project()
@@ -675,6 +701,7 @@ async def test_download_export_is_byte_identical(scenario: str, tmp_path: Path) 
 
 
 async def test_stalled_download_resumes_after_the_read_timeout(tmp_path: Path) -> None:
+    """A download host that stalls mid-body is abandoned after the read timeout and resumed."""
     async with (
         IndependentBabou(seed=36) as sim,
         _session(sim, timeout=Timeouts(connect=1, read=0.3, total=5)) as babou,
@@ -690,6 +717,7 @@ async def test_stalled_download_resumes_after_the_read_timeout(tmp_path: Path) -
 
 
 async def test_download_right_after_completion_while_storage_catches_up(tmp_path: Path) -> None:
+    """404s while storage catches up with a fresh export are refreshed until the file is there."""
     # The export is "completed" but for 0.5 s its file is not on the download origin yet.
     # Refreshes back off like any retry, so the policy decides the patience: this one
     # waits 0, 0.2, 0.4, 0.8 and 1 s between its refreshes.
@@ -710,6 +738,7 @@ async def test_download_right_after_completion_while_storage_catches_up(tmp_path
 
 
 async def test_one_time_urls_with_many_drops(tmp_path: Path) -> None:
+    """Single-use URLs with many drops: every resume fetches a fresh URL; the video is exact."""
     # Each signed URL serves one request (one-time links) and the connection drops after
     # every 20 kB: each resume needs a fresh URL, and each one makes progress, so the
     # download should get there however many refreshes it takes.
@@ -726,6 +755,7 @@ async def test_one_time_urls_with_many_drops(tmp_path: Path) -> None:
 
 
 async def test_download_url_is_sent_exactly_as_given(tmp_path: Path) -> None:
+    """A signed URL is requested byte for byte as given (%2F stays %2F)."""
     # RFC 3986 section 6.2.2.2: "%2F" and "/" are not equivalent; a signed URL must be
     # requested byte for byte as the API returned it.
     async with (
@@ -752,6 +782,7 @@ async def test_download_url_is_sent_exactly_as_given(tmp_path: Path) -> None:
     ids=["strong-etag", "range-ignored", "chunked-expired"],
 )
 async def test_iter_export_bytes_under_drops(faults: Faults) -> None:
+    """iter_export_bytes yields the exact video through dropped connections."""
     async with IndependentBabou(seed=21, faults=faults) as sim, _session(sim) as babou:
         pid = sim.add_project()
         sim.put_export(pid)
@@ -762,6 +793,7 @@ async def test_iter_export_bytes_under_drops(faults: Faults) -> None:
 
 @pytest.mark.parametrize("how", ["iter_export_bytes", "download_export"])
 async def test_chunked_body_cut_after_its_last_byte(how: str, tmp_path: Path) -> None:
+    """A chunked body cut after its last byte is recognised complete from the 416 that follows."""
     faults = Faults(content_length=False)
     async with IndependentBabou(seed=34, faults=faults) as sim, _session(sim) as babou:
         pid = sim.add_project()
@@ -777,6 +809,7 @@ async def test_chunked_body_cut_after_its_last_byte(how: str, tmp_path: Path) ->
 
 
 async def test_download_exports_mixed_outcomes(tmp_path: Path) -> None:
+    """download_exports bounds concurrency, keeps input order and reports each failure per ID."""
     faults = Faults(download_drop=0.4, expire_first_url=True, rate_5xx=0.1)
     async with IndependentBabou(seed=22, faults=faults) as sim, _session(sim) as babou:
         good = [sim.add_project(f"Good {i}") for i in range(4)]
@@ -811,6 +844,7 @@ async def test_download_exports_mixed_outcomes(tmp_path: Path) -> None:
 
 
 async def test_export_many_with_faults(tmp_path: Path) -> None:
+    """export_many under faults: ordered, bounded, exact videos, clean events; re-runs skip."""
     faults = Faults(
         rate_429=0.05,
         rate_5xx=0.05,
@@ -867,6 +901,7 @@ async def test_export_many_with_faults(tmp_path: Path) -> None:
 
 
 async def test_download_of_a_running_export_is_not_ready(tmp_path: Path) -> None:
+    """A running export is not ready; once done it is saved, then skipped."""
     async with IndependentBabou(seed=24) as sim, _session(sim) as babou:
         pid = sim.add_project()
         await babou.start_export(pid)
@@ -880,6 +915,7 @@ async def test_download_of_a_running_export_is_not_ready(tmp_path: Path) -> None
 
 
 async def test_export_many_follows_exports_started_elsewhere(tmp_path: Path) -> None:
+    """Running exports (409 on start) are followed; no-chapter and unknown projects fail alone."""
     async with IndependentBabou(seed=27) as sim, _session(sim) as babou:
         running = [sim.add_project(f"R{i}") for i in range(3)]
         for pid in running:

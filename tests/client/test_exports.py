@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import anyio
@@ -20,24 +19,15 @@ from babou_async import (
     ExportTimeoutError,
     NotFoundError,
     PollPolicy,
-    RetryPolicy,
     TransportError,
     ValidationError,
     WaitTimeoutError,
 )
 from babou_async.testing import FakeBabou, Faults
 
+from ..support import FAST_RETRY
+
 pytestmark = pytest.mark.anyio
-
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01)
-
-
-@pytest.fixture
-async def babou(fake: FakeBabou) -> AsyncIterator[BabouSession]:
-    async with BabouSession(
-        fake.api_key, base_url=fake.base_url, retry=FAST_RETRY, poll=PollPolicy.fast()
-    ) as session:
-        yield session
 
 
 def export_polls(fake: FakeBabou, pid: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -14,24 +13,18 @@ from babou_async import (
     BabouSession,
     DownloadError,
     ExportNotReadyError,
-    PollPolicy,
-    RetryPolicy,
 )
 from babou_async._files import commit_sync, write_sync
 from babou_async.testing import FakeBabou
 
+from ..support import fast_retry
+
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
+FAST_RETRY = fast_retry(3)
 
 
-@pytest.fixture
-async def babou(fake: FakeBabou) -> AsyncIterator[BabouSession]:
-    fake.export_video_size = 100_000
-    async with BabouSession(
-        fake.api_key, base_url=fake.base_url, retry=FAST_RETRY, poll=PollPolicy.fast()
-    ) as session:
-        yield session
+VIDEO_SIZE = 100_000
 
 
 async def completed(fake: FakeBabou, babou: BabouSession) -> str:

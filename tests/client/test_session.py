@@ -38,9 +38,9 @@ from babou_async import (
 )
 from babou_async.testing import Clock, FakeBabou
 
-pytestmark = pytest.mark.anyio
+from ..support import FAST_RETRY
 
-FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01)
+pytestmark = pytest.mark.anyio
 
 
 class Sleeps:
@@ -74,14 +74,6 @@ async def quick(fake: FakeBabou, sleeps: Sleeps) -> AsyncIterator[BabouSession]:
         poll=PollPolicy.fast(),
         rate_limit=RateLimit.unlimited(),
         clock=Clock(sleep=sleeps),
-    ) as session:
-        yield session
-
-
-@pytest.fixture
-async def babou(fake: FakeBabou) -> AsyncIterator[BabouSession]:
-    async with BabouSession(
-        fake.api_key, base_url=fake.base_url, retry=FAST_RETRY, poll=PollPolicy.fast()
     ) as session:
         yield session
 

@@ -1,0 +1,1 @@
+"""The library against FakeBabou over loopback sockets (and real child processes)."""

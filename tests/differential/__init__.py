@@ -1,0 +1,1 @@
+"""Against simulators and hostile servers written independently of FakeBabou."""

@@ -1,0 +1,1 @@
+"""FakeBabou itself: the simulator's endpoints, faults and inspection."""
