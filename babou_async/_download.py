@@ -3,13 +3,17 @@ Downloading finished exports: resumable, atomic, never blocking the event loop.
 
 Guarantees of every download to disk:
 
-* the video streams to ``<final>.<random>.part`` beside the target (a name of its own, created
-  exclusively, so two downloads to one target never mix), in chunks, written by a worker
-  thread; memory use is bounded by two write buffers whatever the file size;
-* the ``.part`` file is renamed to the final path only once complete and checked against
-  ``Content-Length``; on failure or cancellation it is deleted, so nobody ever sees a
-  half-written file at the final path;
-* an existing file is never clobbered unless ``overwrite=True`` (a complete one is skipped);
+* the video streams to ``<final>.part`` beside the target, locked while written (two
+  downloads to one target never mix), in chunks, written by a worker thread; memory use is
+  bounded by two write buffers whatever the file size;
+* the ``.part`` file is moved to the final path only once complete and checked against
+  ``Content-Length``, so nobody ever sees a half-written file there; an interrupted
+  download keeps it (with its validator beside it) for the next one, in any process, to
+  resume (:mod:`babou_async._files`);
+* a download that makes no progress for ``Timeouts.read``, or exceeds
+  :data:`MAX_DOWNLOAD_BYTES`, ends;
+* an existing file is never clobbered unless ``overwrite=True``; a complete one (checked
+  with a one-byte probe) is skipped;
 * a dropped connection resumes with ``Range`` (and ``If-Range`` on the validator), or
   restarts when the server ignores ``Range``; an expired URL (403/404/410 from the asset
   host) is replaced by a fresh one from ``get_export``;

@@ -510,14 +510,14 @@ class BabouSession:
         """
         Download a completed export's video to ``dest`` (a directory or a file path).
 
-        The video streams in chunks to ``<final>.<random>.part`` beside the target (written by a
-        worker thread, memory flat whatever the size), is checked against
-        ``Content-Length``, and is renamed into place atomically only once complete: nobody
-        ever sees a half-written file, and a failure or cancellation removes the ``.part``.
-        A dropped connection resumes with ``Range`` (``If-Range`` on a strong ``ETag``), or
-        restarts if the server ignores ``Range``; an expired URL (403/404/410) is replaced by
-        a fresh one from :meth:`get_export`. An existing complete file is skipped, a
-        different one is never clobbered unless ``overwrite=True``. The API key is never
+        The video streams in chunks to ``<final>.part`` beside the target (locked, written by
+        a worker thread, memory flat whatever the size), is checked against
+        ``Content-Length``, and is moved into place only once complete: nobody ever sees a
+        half-written file. An interrupted download keeps its ``.part`` for the next one, in
+        any process, to resume. A dropped connection resumes with ``Range`` (``If-Range`` on
+        the validator); an expired URL is replaced by a fresh one from :meth:`get_export`.
+        An existing file is checked with a one-byte probe: complete, it is skipped;
+        different, it is never clobbered unless ``overwrite=True``. The API key is never
         sent to the download host.
 
         Args:
