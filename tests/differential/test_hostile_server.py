@@ -1,12 +1,12 @@
 """
 Hostile servers: whatever the API or the download host answers, the library keeps its word.
 
-Hypothesis scripts a raw HTTP server (:mod:`tests.hostile_server`, on 127.0.0.1) with random
-answers per endpoint: JSON of every shape and type, deep nesting, huge strings and numbers,
-truncated and lying bodies, bad chunking, stalls, redirect loops and cross-host redirects,
-and the API key echoed back (literally, JSON-escaped, URL-encoded, as HTML entities, in
-base64) in bodies, headers and download URLs. Each example drives one public method and
-checks the three promises of ``docs/reliability.md`` ("Guarantees"):
+Hypothesis scripts a raw HTTP server on 127.0.0.1 (:mod:`tests.differential.hostile_server`)
+with random answers per endpoint: JSON of every shape and type, deep nesting, huge strings
+and numbers, truncated and lying bodies, bad chunking, stalls, redirect loops and cross-host
+redirects, and the API key echoed back (literally, JSON-escaped, URL-encoded, as HTML
+entities, in base64) in bodies, headers and download URLs. Each example drives one public
+method and checks the three promises of ``docs/reliability.md`` ("Guarantees"):
 
 * only :class:`~babou_async.BabouError` subclasses escape, and no chained cause or context
   is a third-party exception (aiohttp's hold the request headers);
