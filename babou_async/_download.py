@@ -69,10 +69,9 @@ class _Stream:
     The bytes of one export, as a resumable stream of ``(position, chunk)`` pairs.
 
     ``position`` is the offset of ``chunk`` in the file. It only ever goes back to 0, when
-    the content changed under us and the consumer must start over. ``before_body`` is
-    called with the announced size before the first byte; returning ``False`` stops the
-    stream (``stopped`` is then set). ``on_accept`` is awaited after each accepted
-    response (the validator may be new). ``machine`` may be seeded to resume a partial.
+    the content changed under us and the consumer must start over. ``on_accept`` is called
+    after each accepted response, before its body (the validator and size may be new).
+    ``machine`` may be seeded to resume a partial.
     """
 
     def __init__(
@@ -81,7 +80,6 @@ class _Stream:
         project_id: str,
         url: str,
         policy: RetryPolicy,
-        before_body: Callable[[int | None], bool] | None = None,
         *,
         machine: ResumeMachine | None = None,
         on_accept: Callable[[ResumeMachine], None] | None = None,
@@ -91,12 +89,9 @@ class _Stream:
         self.project_id = project_id
         self.url = url
         self.policy = policy
-        self.before_body = before_body
         self.machine = machine or ResumeMachine(project_id=project_id, policy=policy)
         self.on_accept = on_accept
         self.max_bytes = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
-        self.stopped = False
-        self._started = False
 
     @property
     def total(self) -> int | None:
@@ -120,7 +115,7 @@ class _Stream:
                     )
                     if step.action is Action.READ:
                         self._check_size(self.machine.total)
-                        if self._stop_before_body() or self.machine.probe:
+                        if self.machine.probe:
                             return
                         if self.on_accept is not None:
                             # No await between the headers and the body: aiohttp raises a
@@ -149,14 +144,6 @@ class _Stream:
                 f"{self.max_bytes}-byte ceiling; refused",
                 project_id=self.project_id,
             )
-
-    def _stop_before_body(self) -> bool:
-        if self._started:
-            return False
-        self._started = True
-        if self.before_body is not None and not self.before_body(self.machine.total):
-            self.stopped = True
-        return self.stopped
 
     async def _read(self, resp: StreamResponse, window: float | None) -> bytes:
         """
@@ -324,16 +311,18 @@ async def _save(
     if partial.size:
         log.info("resuming the download of %s at %d bytes", project_id, partial.size)
 
-    def before_body(total: int | None) -> bool:
-        call_quietly("progress", progress, project_id, machine.offset, total)
-        return True
+    started = False
 
     def on_accept(state: ResumeMachine) -> None:
+        nonlocal started
+        if not started:  # a display can show the download began (and where it resumed)
+            started = True
+            call_quietly("progress", progress, project_id, state.offset, state.total)
         known = {"etag": state.etag, "last_modified": state.last_modified, "total": state.total}
         # Written by the writer thread just before the bytes it describes.
         partial.pending_meta = {name: value for name, value in known.items() if value is not None}
 
-    stream = _Stream(rt, project_id, url, policy, before_body, machine=machine, on_accept=on_accept)
+    stream = _Stream(rt, project_id, url, policy, machine=machine, on_accept=on_accept)
     return await files.save(
         stream,
         partial,

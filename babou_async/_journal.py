@@ -52,17 +52,6 @@ CREATE TABLE IF NOT EXISTS projects (
     updated_at TEXT NOT NULL
 )
 """
-_COLUMNS: Final = (
-    "project_id",
-    "export_started_at",
-    "export_status",
-    "export_error",
-    "part_bytes",
-    "part_validator",
-    "file_size",
-    "file_mtime_ns",
-    "file_sha256",
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -96,6 +85,10 @@ class Entry:
     def started_here(self) -> bool:
         """Whether this batch asked for the export (it may have reached the server)."""
         return self.export_started_at is not None
+
+
+#: The journal's columns, in the order of :class:`Entry`'s fields.
+_COLUMNS: Final = tuple(field.name for field in attrs.fields(Entry))
 
 
 class Journal:

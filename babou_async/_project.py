@@ -11,6 +11,7 @@ it started, no second download of a finished file, a partial download resumed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from pathlib import Path
@@ -228,7 +229,7 @@ class _Job:
                 )
             )
 
-        async with self.slots if self.slots is not None else _NO_LIMIT:
+        async with self.slots if self.slots is not None else contextlib.nullcontext():
             download, saved = await save_export(
                 self.rt,
                 self.pid,
@@ -283,17 +284,6 @@ class _Job:
             )
         await self.record(file_size=on_disk.size, file_mtime_ns=on_disk.mtime_ns)
         return self.skipped(on_disk.size)
-
-
-class _NoLimit:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
-
-
-_NO_LIMIT = _NoLimit()
 
 
 async def export_project(

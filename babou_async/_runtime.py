@@ -137,7 +137,6 @@ class Runtime:
         "_api_headers",
         "_json_headers",
         "_key",
-        "_key_bytes",
         "base_url",
         "budget",
         "clock",
@@ -162,7 +161,6 @@ class Runtime:
         clock: Clock,
     ) -> None:
         self._key = key
-        self._key_bytes = key.reveal().encode()
         self.base_url = base_url
         self.timeouts = timeouts
         self.retry = retry
