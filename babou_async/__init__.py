@@ -34,12 +34,21 @@ from ._exceptions import (
     JournalLockedError,
     NotFoundError,
     PayloadTooLargeError,
+    RangeNotSatisfiableError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
     TransportError,
     ValidationError,
     WaitTimeoutError,
+)
+from ._hooks import (
+    DownloadProgressEvent,
+    Hooks,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    StatusChangeEvent,
 )
 from ._models import (
     Asset,
@@ -57,7 +66,9 @@ from ._models import (
     PromptSubmission,
 )
 from ._pager import AsyncPager
+from ._ranges import parse_range
 from ._ratelimit import AdaptiveBudget, FixedBudget, RequestBudget, RequestPriority
+from ._seekable import ByteRange, ExportStream
 from ._session import BabouSession
 from ._version import __version__
 
@@ -70,12 +81,14 @@ __all__ = [
     "AuthenticationError",
     "BabouError",
     "BabouSession",
+    "ByteRange",
     "Chapter",
     "ChapterStatus",
     "ConfigurationError",
     "ConflictError",
     "DecodeError",
     "DownloadError",
+    "DownloadProgressEvent",
     "DownloadResult",
     "EventCallback",
     "Export",
@@ -85,8 +98,10 @@ __all__ = [
     "ExportNotReadyError",
     "ExportResult",
     "ExportStatus",
+    "ExportStream",
     "ExportTimeoutError",
     "FixedBudget",
+    "Hooks",
     "IntegrityError",
     "JournalLockedError",
     "NotFoundError",
@@ -98,17 +113,23 @@ __all__ = [
     "Prompt",
     "PromptStatus",
     "PromptSubmission",
+    "RangeNotSatisfiableError",
     "RateLimit",
     "RateLimitError",
     "RequestBudget",
+    "RequestEvent",
     "RequestPriority",
     "RequestTimeoutError",
+    "ResponseEvent",
     "ResultCallback",
+    "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "StatusChangeEvent",
     "Timeouts",
     "TransportError",
     "ValidationError",
     "WaitTimeoutError",
     "__version__",
+    "parse_range",
 ]

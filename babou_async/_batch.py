@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from pathlib import Path
 
 import anyio
@@ -27,11 +27,17 @@ from ._journal import Journal
 from ._models import ExportResult
 from ._project import ProjectOptions, export_project
 from ._runtime import Runtime
-from ._validation import check_project_id
+from ._validation import (
+    check_callback,
+    check_id,
+    check_path,
+    check_project_id_source,
+    check_project_ids,
+)
 
 __all__ = ["export_many", "open_destination"]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.batch")
 
 
 async def _iterate(ids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
@@ -70,8 +76,11 @@ class _Inputs:
     async def _read(self) -> str | None:
         if self.error is not None:
             return None
-        async for pid in self._source:
+        async for item in self._source:
             index = len(self.slots)
+            # A lazy source's bad ID stops the reading like a failing iterable (a collection
+            # was checked in full before the batch began).
+            pid = check_id(item, "prj_", f"project_ids[{index}]")
             self.slots.append(self.finished.get(pid))
             if pid in self.finished:
                 continue
@@ -105,7 +114,7 @@ async def open_destination(
         ValidationError: The directory cannot be created or written (``dest_dir``).
         JournalLockedError: Another batch is using it.
     """
-    directory = Path(os.fspath(dest_dir))
+    directory = Path(check_path(dest_dir, "dest_dir"))
     try:
         await anyio.to_thread.run_sync(lambda: directory.mkdir(parents=True, exist_ok=True))
         return directory, await Journal.open(directory, exclusive=exclusive)
@@ -142,7 +151,6 @@ class _Batch:
     async def one(self, pid: str) -> ExportResult:
         """One project's result; whatever it raises (but cancellation) is its failure."""
         try:
-            check_project_id(pid)
             return await export_project(
                 self.rt,
                 pid,
@@ -185,6 +193,10 @@ async def export_many(
     The shape of the pipeline is in this module's docstring; arguments are checked by the
     session.
     """
+    check_project_id_source(project_ids)
+    if isinstance(project_ids, Collection):  # known in full: refuse a bad ID before any request
+        project_ids = check_project_ids(project_ids)
+    check_callback(progress, "progress")
     directory, journal = await open_destination(dest_dir)
     async with journal:
         inputs = _Inputs(project_ids)

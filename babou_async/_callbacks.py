@@ -18,7 +18,7 @@ __all__ = [
     "call_quietly",
 ]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.callbacks")
 
 
 class ProgressCallback(Protocol):
@@ -82,11 +82,14 @@ class EventCallback(Protocol):
         """Report one step of the batch."""
 
 
-def call_quietly(name: str, callback: Callable[..., object] | None, *args: object) -> None:
-    """Call a user's callback (if any); what it raises is logged and ignored."""
+def call_quietly(
+    name: str, callback: Callable[..., object] | None, *args: object, what: str = "callback"
+) -> object:
+    """Call a user's callback (if any) and return its result; what it raises is logged."""
     if callback is None:
-        return
+        return None
     try:
-        callback(*args)
+        return callback(*args)
     except Exception:
-        log.exception("%s callback raised; ignored", name)
+        log.exception("%s %s raised; ignored", name, what)
+        return None

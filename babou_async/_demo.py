@@ -166,6 +166,11 @@ class DemoReport:
         return tuple(r.path for r in self.results if r.ok and r.path is not None)
 
 
+def _count(count: int, noun: str) -> str:
+    """``1 project``, ``2 projects``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _draw(seed: int, project_id: str, what: str) -> float:
     """A stable number in [0, 1) for one project, derived from the seed and its ID."""
     digest = hashlib.sha256(f"{seed}:{what}:{project_id}".encode()).digest()
@@ -312,7 +317,7 @@ class _Demo:
 
     async def build(self, projects: int, began: float) -> tuple[list[str], list[_Pending]]:
         """1. Projects, chapters (rendered in creation order) and their prompts."""
-        self.doing(f"creating {projects} projects")
+        self.doing(f"creating {_count(projects, 'project')}")
         rng = self.rng
         plans = [rng.sample(_SCENES, rng.choice((2, 3))) for _ in range(projects)]
         topics = [rng.choice(_TOPICS) for _ in range(projects)]
@@ -339,15 +344,15 @@ class _Demo:
             for index in range(projects):
                 tg.start_soon(one, index)
         self.tell(
-            f"Created {projects} projects with {len(pending)} chapters and submitted "
-            f"{len(pending)} prompts in {time.monotonic() - began:.1f}s"
+            f"Created {_count(projects, 'project')} with {_count(len(pending), 'chapter')} "
+            f"and submitted {_count(len(pending), 'prompt')} in {time.monotonic() - began:.1f}s"
         )
         return project_ids, pending
 
     async def settle(self, pending: list[_Pending], began: float) -> None:
         """2. Wait for every chapter at once (``began``: when the demo started)."""
         ready = broken = 0
-        self.doing(f"rendering prompts: 0/{len(pending)} chapters ready")
+        self.doing(f"rendering prompts: 0/{_count(len(pending), 'chapter')} ready")
 
         async def one(project_id: str, chapter_id: str, est: tuple[float, float] | None) -> None:
             nonlocal ready, broken
@@ -359,13 +364,13 @@ class _Demo:
                 broken += 1
             else:
                 ready += 1
-            self.doing(f"rendering prompts: {ready}/{len(pending)} chapters ready")
+            self.doing(f"rendering prompts: {ready}/{_count(len(pending), 'chapter')} ready")
 
         async with anyio.create_task_group() as tg:
             for item in pending:
                 tg.start_soon(one, *item)
         self.tell(
-            f"{ready} chapters ready"
+            f"{_count(ready, 'chapter')} ready"
             + (f" ({broken} failed)" if broken else "")
             + f" after {time.monotonic() - began:.1f}s"
         )
@@ -380,8 +385,8 @@ class _Demo:
     ) -> list[ExportResult]:
         """3. Export everything concurrently, each video downloaded as soon as it is ready."""
         t = self.timings
-        self.doing(f"exporting {len(project_ids)} projects")
-        self.tell(f"Exporting {len(project_ids)} projects to {directory}")
+        self.doing(f"exporting {_count(len(project_ids), 'project')}")
+        self.tell(f"Exporting {_count(len(project_ids), 'project')} to {directory}")
         return await self.babou.export_many(
             project_ids,
             directory,

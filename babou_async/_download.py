@@ -34,10 +34,12 @@ import anyio
 
 from . import _destinations as destinations
 from . import _files as files
+from . import _protocol as proto
 from ._callbacks import ProgressCallback, ResultCallback, call_quietly
 from ._config import RetryPolicy
 from ._exceptions import BabouError, DownloadError, IntegrityError, TransportError
 from ._exports import download_url
+from ._hooks import Meter
 from ._models import DownloadResult, Export
 from ._protocol import check_positive_int
 from ._resume import Action, LowSpeed, ResumeMachine, Step
@@ -46,7 +48,7 @@ from ._transport import SendFailure, StreamResponse, strip_query
 
 __all__ = ["download_export", "download_exports", "iter_export_bytes"]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.download")
 
 READ_CHUNK = 256 * 1024
 
@@ -102,14 +104,21 @@ class _Stream:
         cls = IntegrityError if step.integrity else DownloadError
         error = cls(step.reason, project_id=self.project_id)
         error.__cause__ = cause
-        return error
+        # The reason may quote what the host sent (a Content-Range, an ETag): hide the key.
+        return self.rt.scrub(error)
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
         clock = self.rt.clock
+        meter = self.rt.observer.meter(self.project_id, self.url)  # None: no progress hook
+        attempt = 0
         while True:
+            attempt += 1
             cause: BaseException | None = None
+            headers = self.machine.request_headers()
             try:
-                async with self.rt.stream(self.url, headers=self.machine.request_headers()) as resp:
+                async with self.rt.stream(
+                    self.url, headers=headers, project_id=self.project_id, attempt=attempt
+                ) as resp:
                     step = self.machine.on_response(
                         resp.status, resp.headers, now=clock.wall(), rand=clock.random()
                     )
@@ -121,7 +130,7 @@ class _Stream:
                             # No await between the headers and the body: aiohttp raises a
                             # drop before handing over bytes it has already buffered.
                             self.on_accept(self.machine)
-                        async for piece in self._body(resp):
+                        async for piece in self._body(resp, meter):
                             yield piece
                         where = strip_query(self.url)
                         step = self.machine.on_body_end(where, rand=clock.random())
@@ -135,7 +144,7 @@ class _Stream:
                 )
             if step.action is Action.DONE:
                 return
-            await self._next(step, cause)
+            await self._next(step, cause, attempt)
 
     def _check_size(self, size: int | None) -> None:
         if size is not None and size > self.max_bytes and not self.machine.probe:
@@ -163,7 +172,10 @@ class _Stream:
             f"download of {where} stalled: no byte for {window:g}s", method="GET", url=where
         )
 
-    async def _body(self, resp: StreamResponse) -> AsyncIterator[tuple[int, bytes]]:
+    async def _body(
+        self, resp: StreamResponse, meter: Meter | None
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The pieces of one response's body, reported to ``meter`` (if any) as they pass."""
         clock = self.rt.clock
         window = self.rt.timeouts.read
         speed = LowSpeed(
@@ -185,9 +197,13 @@ class _Stream:
             piece = self.machine.take(chunk)
             if piece is not None:
                 yield piece
+                if meter is not None:
+                    await meter.advance(self.machine.offset, self.machine.total)
+        if meter is not None:  # the end of this response's body
+            await meter.advance(self.machine.offset, self.machine.total, final=True)
 
-    async def _next(self, step: Step, cause: BaseException | None) -> None:
-        """Act on a RETRY, REFRESH or FAIL step."""
+    async def _next(self, step: Step, cause: BaseException | None, attempt: int) -> None:
+        """Act on a RETRY, REFRESH or FAIL step (after ``attempt`` requests)."""
         if step.cause is not None:
             cause = DownloadError(step.cause, project_id=self.project_id)
         if step.action is Action.FAIL:
@@ -199,18 +215,28 @@ class _Stream:
                 self.project_id,
                 step.reason,
             )
+            await self.rt.observer.download_retry(
+                self.project_id, self.url, attempt, step.delay, f"URL refused ({step.reason})"
+            )
             if step.delay:
                 await clock.sleep(step.delay)
             self.url = await download_url(self.rt, self.project_id, self.policy)
             return
-        log.warning(
+        log.info(
             "download of %s interrupted at %d bytes (%s); resuming in %.2fs",
             self.project_id,
             self.machine.offset,
             step.reason,
             step.delay,
         )
+        await self.rt.observer.download_retry(
+            self.project_id, self.url, attempt, step.delay, step.reason
+        )
         await clock.sleep(step.delay)
+
+
+#: The resumable stream, for the other drivers of the download host (:mod:`._seekable`).
+ResumableStream = _Stream
 
 
 async def download_export(
@@ -250,6 +276,9 @@ async def save_export(
     export: Export | None,
 ) -> tuple[DownloadResult, files.Saved | None]:
     """:func:`download_export`, also returning what was saved (``None`` when skipped)."""
+    proto.check_path(dest, "dest")
+    proto.check_callback(progress, "progress")
+    proto.check_retry(retry)
     policy = retry or rt.retry
     url = await download_url(rt, project_id, policy, export)
     final = await _final_path(dest, project_id)
@@ -396,8 +425,11 @@ async def download_exports(
     number of IDs.
     """
     check_positive_int(concurrency, "concurrency")
-    ids = list(project_ids)
-    directory = os.fspath(dest_dir)
+    ids = proto.check_project_ids(project_ids)
+    directory = proto.check_path(dest_dir, "dest_dir")
+    proto.check_callback(progress, "progress")
+    proto.check_callback(on_result, "on_result")
+    proto.check_retry(retry)
     if not directory.endswith(("/", os.sep)):
         directory += os.sep  # one rule for destinations: a trailing separator means "a directory"
     unique = list(dict.fromkeys(ids))

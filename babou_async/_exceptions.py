@@ -25,7 +25,8 @@ nothing from aiohttp, cattrs or the operating system escapes a public call.
     │   ├── ExportTimeoutError        the deadline passed first (also WaitTimeoutError)
     │   └── ExportNotReadyError       a download was asked of an export that is not completed
     ├── DownloadError                 a finished video could not be saved
-    │   └── IntegrityError            the bytes received do not match what the server announced
+    │   ├── IntegrityError            the bytes received do not match what the server announced
+    │   └── RangeNotSatisfiableError  a byte range outside the video (HTTP 416), with its ``size``
     └── JournalLockedError            another batch is using the destination directory
 
 Callers branch on the class or on :attr:`APIError.code`, never on message text, as the
@@ -60,6 +61,7 @@ __all__ = [
     "JournalLockedError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RangeNotSatisfiableError",
     "RateLimitError",
     "RequestTimeoutError",
     "ServerError",
@@ -407,6 +409,21 @@ class DownloadError(BabouError):
 
 class IntegrityError(DownloadError):
     """The number of bytes received differs from what the server announced."""
+
+
+class RangeNotSatisfiableError(DownloadError):
+    """
+    A byte range asked of a video lies outside it: a web app answers ``416``.
+
+    Attributes:
+        size: The video's full size in bytes, for ``Content-Range: bytes */<size>``.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, message: str, *, size: int, project_id: str = "") -> None:
+        super().__init__(message, project_id=project_id)
+        self.size = size
 
 
 class JournalLockedError(BabouError):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
+from . import _otel as otel
 from . import _protocol as proto
 from ._config import PollPolicy, RetryPolicy
 from ._exceptions import (
@@ -18,12 +20,15 @@ from ._exceptions import (
     ExportFailedError,
     ExportNotReadyError,
     ExportTimeoutError,
+    NotFoundError,
     WaitTimeoutError,
 )
 from ._models import Export, ExportStatus
 from ._polling import poll
+from ._protocol import RawResponse
 from ._ratelimit import RequestPriority
 from ._redaction import REDACTED, Redactor
+from ._rerun import UNKNOWN, took_effect
 from ._runtime import Runtime
 from ._transport import strip_query
 
@@ -35,13 +40,43 @@ __all__ = [
     "watch_export",
 ]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.export")
 
 
-async def start_export(rt: Runtime, project_id: str, retry: RetryPolicy | None) -> Export:
-    """Start an export; a 409 after our own ambiguous attempt returns the running export."""
+async def start_export(
+    rt: Runtime,
+    project_id: str,
+    retry: RetryPolicy | None,
+    before: Export | Literal["unknown"] | None = UNKNOWN,
+) -> Export:
+    """
+    Start an export; after our own ambiguous attempt, adopt the export it started.
+
+    After an attempt whose answer was lost, the status is looked at before sending the
+    start again (see :func:`took_effect`; ``before`` is the export seen before the start):
+    a second start after a quickly finished export would be a second render. A 409 after
+    such an attempt also means that it took effect.
+    """
     spec = proto.build_start_export(project_id)
-    raw, _ = await rt.send(spec, retry=retry, conflict_after_ambiguous_ok=True, decode=False)
+    adopted: list[Export] = []
+
+    async def look() -> RawResponse | None:
+        try:
+            raw, payload = await rt.send(proto.build_get_export(project_id), retry=retry)
+        except NotFoundError:
+            return None
+        export = proto.parse_export(raw, payload, project_id)
+        if not took_effect(before, export):
+            return None
+        log.info("start_export %s: the lost attempt took effect (%s)", project_id, export.status)
+        adopted.append(export)
+        return raw
+
+    raw, _ = await rt.send(
+        spec, retry=retry, conflict_after_ambiguous_ok=True, after_ambiguous=look, decode=False
+    )
+    if adopted:
+        return adopted[0]
     if raw.status == 409:
         # Our earlier attempt reached the server and started the export.
         log.info("start_export %s: 409 after an ambiguous failure, export was started", project_id)
@@ -73,16 +108,24 @@ async def watch_export(
     poll_policy: PollPolicy | None,
     retry: RetryPolicy | None,
     estimate: tuple[float, float] | None,
+    operation: str | None = "watch_export",
 ) -> AsyncGenerator[Export, None]:
-    """Yield each change of an export's status until a terminal one (see the session)."""
+    """
+    Yield each change of an export's status until a terminal one (see the session).
+
+    ``operation`` names the lifecycle's span (``None``: the caller has its own).
+    """
     last: Export | None = None
     age = 0.0
     known = rt.estimates.recall(project_id) if estimate is None else None
     if known is not None:  # what start_export said, counted from when it said it
         estimate, age = known[0], rt.clock.monotonic() - known[1]
+    span = otel.lifecycle_span(rt.observer.tracing, operation, project_id)
+    error: BaseException | None = None
 
     async def fetch() -> tuple[Export, str, bool]:
-        export = await get_export(rt, project_id, retry, RequestPriority.POLL)
+        with otel.current(span):  # each poll is a child of the lifecycle
+            export = await get_export(rt, project_id, retry, RequestPriority.POLL)
         return export, export.status_raw, export.is_terminal
 
     try:
@@ -92,9 +135,13 @@ async def watch_export(
                 rt.estimates.forget(project_id)
             yield export
     except WaitTimeoutError as exc:
-        raise ExportTimeoutError(
-            project_id, last.status_raw if last else None, timeout
-        ) from exc.__cause__
+        error = ExportTimeoutError(project_id, last.status_raw if last else None, timeout)
+        raise error from exc.__cause__
+    except Exception as exc:
+        error = exc
+        raise
+    finally:
+        otel.end_lifecycle(span, last.status_raw if last else None, error)
 
 
 async def wait_for_export(
@@ -109,7 +156,13 @@ async def wait_for_export(
     """Wait for a terminal status; return a completed export, raise for a failed one."""
     final: Export | None = None
     async for export in watch_export(
-        rt, project_id, timeout=timeout, poll_policy=poll_policy, retry=retry, estimate=estimate
+        rt,
+        project_id,
+        timeout=timeout,
+        poll_policy=poll_policy,
+        retry=retry,
+        estimate=estimate,
+        operation="wait_for_export",
     ):
         final = export
     assert final is not None  # noqa: S101 - the watch always yields before it ends
@@ -184,7 +237,7 @@ async def download_url(
             export = await get_export(rt, project_id, retry)
         url = completed_url(export)
         if url:
-            return absolute_url(rt.base_url, project_id, url)
+            return absolute_url(rt.base_url, project_id, url, rt.redact)
         if attempt < retry.attempts:
             await rt.clock.sleep(proto.backoff_delay(retry, attempt, rt.clock.random()))
         export = None

@@ -29,7 +29,7 @@ from ._runtime import Runtime
 
 __all__ = ["Fetch", "poll", "wait"]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.export")
 
 T = TypeVar("T")
 
@@ -108,6 +108,8 @@ async def poll(
     poll while the deadline allows: they are logged and polled through, and the last one is
     chained to the :class:`WaitTimeoutError` if the deadline passes.
     """
+    proto.check_poll(policy)
+    estimate = proto.check_estimate(estimate)
     clock = rt.clock
     watch = _Watch(
         policy=policy or rt.poll,
@@ -129,7 +131,7 @@ async def poll(
                 raise watch.passed() from exc
             watch.last_error = exc
             server_wait = getattr(exc, "retry_after", None) or 0.0
-            log.warning("poll failed, will poll again: %s", rt.redact(str(exc)))
+            log.info("poll failed, will poll again: %s", rt.redact(str(exc)))
         except TimeoutError:
             raise watch.passed() from watch.last_error
         else:
@@ -137,7 +139,8 @@ async def poll(
             if watch.estimate is None:
                 watch.estimate = getattr(item, "estimated_seconds", None)
             if status != watch.last_status or terminal:
-                watch.last_status = status
+                previous, watch.last_status = watch.last_status, status
+                await rt.observer.status_changed(item, status, previous, terminal)
                 yield item
             if terminal:
                 return

@@ -12,6 +12,7 @@ it started, no second download of a finished file, a partial download resumed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 from pathlib import Path
@@ -22,6 +23,7 @@ import attrs
 
 from . import _destinations as destinations
 from . import _exports as exports
+from . import _otel as otel
 from . import _protocol as proto
 from ._callbacks import EventCallback, ExportEvent, call_quietly
 from ._config import PollPolicy
@@ -36,12 +38,18 @@ from ._exceptions import (
 )
 from ._journal import Journal
 from ._models import Export, ExportResult, ExportStatus
-from ._rerun import First, OnDisk, Reuse, Then, after_look, first_step
+from ._rerun import UNKNOWN, First, OnDisk, Reuse, Then, after_look, first_step
 from ._runtime import Runtime
 
-__all__ = ["ProjectOptions", "checked_options", "export_project"]
+__all__ = ["ProjectOptions", "checked_options", "export_project", "shared_download_slots"]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.batch")
+
+#: The download slots of the jobs of one process, when each runs on its own (a queue worker
+#: sets it around its jobs); the ``download_slots`` argument of :func:`export_project` wins.
+shared_download_slots: contextvars.ContextVar[anyio.Semaphore | None] = contextvars.ContextVar(
+    "babou_download_slots", default=None
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -110,6 +118,7 @@ class _Job:
         self.slots = download_slots
         self.export: Export | None = None
         self.not_found: NotFoundError | None = None
+        self.looked = False  # whether self.export is what the server said before a start
         self.started_at: dt.datetime | None = None
         self.completed_at: dt.datetime | None = None
 
@@ -189,6 +198,7 @@ class _Job:
         )
 
     async def look(self) -> Export | None:
+        self.looked = True
         try:
             export = await exports.get_export(self.rt, self.pid, None)
         except NotFoundError as exc:
@@ -201,7 +211,9 @@ class _Job:
         """Start the export: recorded first, so a crash mid-POST is not a second render."""
         await self.record(export_started_at=self.now(), export_status="starting", export_error=None)
         try:
-            export = await exports.start_export(self.rt, self.pid, None)
+            # What a look saw (None: no export), to tell our lost start's export apart.
+            before = self.export if self.looked else UNKNOWN
+            export = await exports.start_export(self.rt, self.pid, None, before=before)
         except ConflictError:
             log.info("export of %s already in progress: following it", self.pid)
             return Then.WATCH
@@ -217,6 +229,7 @@ class _Job:
             poll_policy=self.options.poll,
             retry=None,
             estimate=estimate,
+            operation=None,  # export_project's own span covers the watch
         ):
             await self.seen(export)
         self.completed_at = self.rt.clock.wall()
@@ -302,10 +315,14 @@ async def export_project(
     A :class:`BabouError` ends as a failed :class:`ExportResult` carrying it (and is recorded
     in the journal); cancellation and other exceptions propagate.
     """
-    job = _Job(rt, project_id, directory, journal, options, progress, download_slots)
-    try:
-        result = await job.run()
-    except BabouError as exc:
-        result = job.failed(exc)
+    slots = download_slots if download_slots is not None else shared_download_slots.get()
+    job = _Job(rt, project_id, directory, journal, options, progress, slots)
+    with otel.lifecycle(rt.observer.tracing, "export_project", project_id) as outcome:
+        try:
+            result = await job.run()
+        except BabouError as exc:
+            result = job.failed(exc)
+        outcome.status = None if result.status is None else result.status.value
+        outcome.error = result.error
     job.emit(ExportEvent(project_id=project_id, kind="done", result=result))
     return result

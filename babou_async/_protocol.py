@@ -84,13 +84,19 @@ from ._validation import (
     check_asset_id,
     check_base_url,
     check_bool,
+    check_callback,
     check_chapter_id,
+    check_estimate,
     check_id,
     check_limit,
+    check_option,
+    check_path,
+    check_poll,
     check_positive_int,
     check_project_id,
     check_project_id_source,
     check_project_ids,
+    check_retry,
     check_session_options,
     check_text,
     check_timeout,
@@ -129,13 +135,19 @@ __all__ = [
     "check_asset_id",
     "check_base_url",
     "check_bool",
+    "check_callback",
     "check_chapter_id",
+    "check_estimate",
     "check_id",
     "check_limit",
+    "check_option",
+    "check_path",
+    "check_poll",
     "check_positive_int",
     "check_project_id",
     "check_project_id_source",
     "check_project_ids",
+    "check_retry",
     "check_session_options",
     "check_text",
     "check_timeout",
@@ -159,6 +171,7 @@ __all__ = [
     "parse_prompt_submission",
     "parse_retry_after",
     "poll_window_step",
+    "request_id_of",
 ]
 
 T = TypeVar("T")
@@ -196,6 +209,11 @@ class RawResponse(NamedTuple):
 
 
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
+
+
+def request_id_of(headers: Mapping[str, str]) -> str | None:
+    """The request identifier a response carries (``X-Request-Id`` and friends), if any."""
+    return next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
 
 
 #: The longest text taken from a response into an exception (message, hint, request ID).
@@ -338,7 +356,7 @@ def error_from_response(
         message = f"HTTP {raw.status} from the Babou API"
         if payload is None and raw.body:
             message += " (the body is not a JSON error envelope)"
-    request_id = next((raw.headers[h] for h in _REQUEST_ID_HEADERS if h in raw.headers), None)
+    request_id = request_id_of(raw.headers)
     headers: Mapping[str, str] = raw.headers
     if redactor is not None:
         headers = {name: redactor(value) for name, value in raw.headers.items()}

@@ -428,8 +428,10 @@ class AdaptiveRate:
             t = now - self.epoch - self.k
             rate = self.w_max * (1.0 + (_CUBIC if t < 0 else _PROBING) * t**3)
             # Never more than twice what we send: a quiet spell must not disarm the next cut.
+            # Only once there was a cut: a configured ceiling is where a session starts,
+            # whatever its first, slow, requests send.
             cap = 2.0 * self.sending_rate(now)
-            if 0.0 < cap < rate:
+            if self.cuts and 0.0 < cap < rate:
                 # ... and time spent below the curve does not count: it resumes from here
                 # when the demand comes back, instead of jumping to where it got meanwhile.
                 rate, x = cap, cap / self.w_max - 1.0
@@ -622,7 +624,7 @@ class AdaptiveBudget(_LocalBudget):
 
     Built from a :class:`~babou_async.RateLimit`: with a ``requests_per_second`` ceiling it
     never exceeds it, and without one it starts with a short slow start and adapts to the
-    429s the server answers (the module :mod:`babou_async._ratelimit` explains the law). It
+    429s the server answers (the docstring of ``babou_async._ratelimit`` explains the law). It
     honours ``Retry-After`` for every waiting caller, releases progress requests before
     polls, and costs nothing on the way when nothing has to wait.
 
@@ -630,7 +632,7 @@ class AdaptiveBudget(_LocalBudget):
         rate_limit: The configuration; default :class:`~babou_async.RateLimit()`.
         monotonic: The clock, in seconds (differences only are used).
         sleep: An async sleep of the given seconds.
-        random: A uniform draw in ``[0, 1)`` (jitter of :meth:`suggested_poll_delay`).
+        random: A uniform draw in ``[0, 1)`` (jitter of :meth:`RequestBudget.suggested_poll_delay`).
     """
 
     def __init__(
@@ -659,7 +661,7 @@ class FixedBudget(_LocalBudget):
         burst: How many requests may go at once after a quiet spell.
         monotonic: The clock, in seconds.
         sleep: An async sleep of the given seconds.
-        random: A uniform draw in ``[0, 1)`` (jitter of :meth:`suggested_poll_delay`).
+        random: A uniform draw in ``[0, 1)`` (jitter of :meth:`RequestBudget.suggested_poll_delay`).
     """
 
     def __init__(

@@ -98,3 +98,29 @@ def after_look(export: Export | None, *, ours: bool, start: bool, reuse: Reuse) 
             return Then.DOWNLOAD
         return Then.START
     return Then.START if start else Then.REPORT
+
+
+#: ``before`` of :func:`took_effect` when nothing was looked at before the start.
+UNKNOWN: Literal["unknown"] = "unknown"
+
+
+def took_effect(before: Export | Literal["unknown"] | None, now: Export | None) -> bool:
+    """
+    Whether a start whose answer was lost (a dropped connection, a 5xx) started ``now``.
+
+    Asked before sending the start again, since a second start after a finished export is a
+    second render. ``before`` is the export seen just before the start (``None``: the server
+    had none; :data:`UNKNOWN`: not looked at). A running export is always followed (a 409
+    would say the same). A finished one is ours only when it differs from what was there:
+    none before, or a failed one before and a completed one now. Otherwise (the same
+    status as before) it cannot be told apart from the old one, and the start is sent again.
+    """
+    if now is None:
+        return False
+    if not now.is_terminal:
+        return True
+    if before == UNKNOWN:
+        return False
+    if before is None:
+        return True
+    return before.status is ExportStatus.FAILED and now.status is ExportStatus.COMPLETED

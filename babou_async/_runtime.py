@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from . import _protocol as proto
 from ._clock import Clock
 from ._config import PollPolicy, RateLimit, RetryPolicy, Timeouts, to_seconds
 from ._exceptions import APIError, ConfigurationError
+from ._hooks import Hooks, Observer, Probe
 from ._protocol import FailureKind, RawResponse, RequestSpec
 from ._ratelimit import AdaptiveBudget, RequestBudget, RequestPriority
 from ._redaction import Redactor
@@ -32,7 +33,7 @@ from ._transport import SendFailure, StreamResponse, Transport
 
 __all__ = ["Estimates", "Runtime", "Secret", "budget_of", "timeouts_of"]
 
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.http")
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -131,6 +132,7 @@ class Runtime:
         budget: The session-wide request budget.
         redact: Hides the key (in every spelling) in a text.
         estimates: The server's estimates of running exports, for later watches.
+        observer: The hooks, the request log and the tracer (:mod:`babou_async._hooks`).
     """
 
     __slots__ = (
@@ -141,6 +143,7 @@ class Runtime:
         "budget",
         "clock",
         "estimates",
+        "observer",
         "poll",
         "redact",
         "retry",
@@ -159,6 +162,7 @@ class Runtime:
         budget: RequestBudget,
         transport: Transport,
         clock: Clock,
+        hooks: Hooks | None = None,
     ) -> None:
         self._key = key
         self.base_url = base_url
@@ -170,6 +174,7 @@ class Runtime:
         self.clock = clock
         self.estimates = Estimates()
         self.redact = Redactor([key.reveal()])
+        self.observer = Observer(hooks, clock=clock, redact=self.redact, base_url=base_url)
         self._api_headers = {
             "Authorization": f"Bearer {key.reveal()}",
             "Accept": "application/json",
@@ -185,16 +190,22 @@ class Runtime:
         return headers
 
     def stream(
-        self, url: str, *, headers: Mapping[str, str]
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        project_id: str | None = None,
+        attempt: int = 1,
     ) -> AbstractAsyncContextManager[StreamResponse]:
-        """Open a streaming GET on the download host (never with the API key)."""
-        return self.transport.stream(url, headers=headers)
+        """Open a streaming GET on the download host (never with the API key), observed."""
+        opened = self.transport.stream(url, headers=headers)
+        return self.observer.download(opened, url, attempt, project_id)
 
     async def aclose(self) -> None:
         """Close the transport (idempotent)."""
         await self.transport.aclose()
 
-    async def send(
+    async def send(  # noqa: C901 - the one request loop: retries, budget, observers, adoption
         self,
         spec: RequestSpec,
         *,
@@ -202,6 +213,7 @@ class Runtime:
         data: Body = None,
         headers: dict[str, str] | None = None,
         conflict_after_ambiguous_ok: bool = False,
+        after_ambiguous: Callable[[], Awaitable[RawResponse | None]] | None = None,
         upload_size: int | None = None,
         decode: bool = True,
         priority: RequestPriority = RequestPriority.PROGRESS,
@@ -211,12 +223,15 @@ class Runtime:
 
         With ``conflict_after_ambiguous_ok``, a 409 that follows an ambiguous failure (one
         the server may have acted on) is returned rather than raised: it means our own
-        earlier attempt took effect. ``priority`` tells the budget whether the request moves
-        work forward or is a speculative poll.
+        earlier attempt took effect. ``after_ambiguous``, when given, is asked before each
+        attempt that follows an ambiguous failure: a response it returns is the answer (it
+        found that the earlier attempt took effect), ``None`` means send again. ``priority``
+        tells the budget whether the request moves work forward or is a speculative poll.
 
         Raises:
             BabouError: The request failed for good (the subclass says why).
         """
+        proto.check_retry(retry)  # a falsy wrong value ({}) must not pass as the default
         policy = retry or self.retry
         url = self.base_url + spec.path
         if headers is None:
@@ -227,9 +242,16 @@ class Runtime:
         ambiguous = False
         while True:
             attempt += 1
+            if ambiguous and after_ambiguous is not None:
+                found = await after_ambiguous()
+                if found is not None:
+                    return found, None
             body = data() if callable(data) else data
             await self.budget.acquire(priority)
+            probe = self.observer.request(spec.method, spec.path, attempt)  # None: unwatched
             try:
+                if probe is not None:
+                    await probe.sent()
                 raw = await self.transport.send(
                     spec.method,
                     url,
@@ -239,24 +261,44 @@ class Runtime:
                     upload_size=upload_size,
                 )
             except SendFailure as failure:
-                await self.budget.on_response(0, None)
-                delay = self._after_failure(spec, policy, attempt, failure)
+                delay, reason = await self._failed(spec, policy, attempt, failure, probe)
                 ambiguous = ambiguous or failure.kind is FailureKind.AMBIGUOUS
             except BaseException:
-                await self.budget.on_response(0, None)  # cancelled: no answer
+                await self._cancelled(probe)
                 raise
             else:
-                raw = await self._received(raw)
+                raw = await self._received(raw, probe)
                 if 200 <= raw.status < 300:
                     return raw, proto.parse_json(raw) if decode else None
                 if raw.status == 409 and ambiguous and conflict_after_ambiguous_ok:
                     return raw, None
-                delay = self._after_error(spec, policy, attempt, raw)
+                delay, reason = self._after_error(spec, policy, attempt, raw)
                 ambiguous = ambiguous or raw.status >= 500
+            await self.observer.api_retry(spec.method, spec.path, attempt, delay, reason)
             await self.clock.sleep(delay)
 
-    async def _received(self, raw: RawResponse) -> RawResponse:
-        """Feed the budget; scrub the key from a body that echoes it."""
+    async def _failed(
+        self,
+        spec: RequestSpec,
+        policy: RetryPolicy,
+        attempt: int,
+        failure: SendFailure,
+        probe: Probe | None,
+    ) -> tuple[float, str]:
+        """No response arrived: feed the budget, tell the probe, decide (raises if final)."""
+        await self.budget.on_response(0, None)
+        if probe is not None:
+            await probe.failed(failure.error)
+        return self._after_failure(spec, policy, attempt, failure)
+
+    async def _cancelled(self, probe: Probe | None) -> None:
+        """Cancelled (or failed on a bug) before an answer."""
+        await self.budget.on_response(0, None)  # no answer
+        if probe is not None:
+            probe.abandoned()
+
+    async def _received(self, raw: RawResponse, probe: Probe | None = None) -> RawResponse:
+        """Feed the budget; scrub the key from a body that echoes it; tell the probe."""
         retry_after = None
         if raw.status in (429, 503) and "retry-after" in raw.headers:
             retry_after = proto.parse_retry_after(
@@ -275,12 +317,14 @@ class Runtime:
             headers = {name.lower(): value for name, value in raw.headers.items()}
             headers["content-type"] = self.redact(content_type or "")
             raw = raw._replace(headers=headers)
+        if probe is not None:
+            await probe.received(raw.status, raw.headers)
         return raw
 
     def _after_failure(
         self, spec: RequestSpec, policy: RetryPolicy, attempt: int, failure: SendFailure
-    ) -> float:
-        """The delay before retrying after no response arrived; raises if not retried."""
+    ) -> tuple[float, str]:
+        """The delay before retrying after no response arrived, and why; raises if not."""
         decision = proto.decide_retry(
             policy=policy,
             mode=spec.retry_mode,
@@ -291,12 +335,12 @@ class Runtime:
         if not decision.retry:
             raise failure.error from failure.__cause__
         self._log_retry(spec, attempt, decision.delay, decision.reason)
-        return decision.delay
+        return decision.delay, decision.reason
 
     def _after_error(
         self, spec: RequestSpec, policy: RetryPolicy, attempt: int, raw: RawResponse
-    ) -> float:
-        """The delay before retrying after an error response; raises if not retried."""
+    ) -> tuple[float, str]:
+        """The delay before retrying after an error response, and why; raises if not."""
         error = self._error(spec, raw)
         decision = proto.decide_retry(
             policy=policy,
@@ -311,7 +355,7 @@ class Runtime:
                 error.args = (error.message,)
             raise error
         self._log_retry(spec, attempt, decision.delay, decision.reason)
-        return decision.delay
+        return decision.delay, decision.reason
 
     def _error(self, spec: RequestSpec, raw: RawResponse) -> APIError:
         error = proto.error_from_response(
@@ -352,7 +396,7 @@ class Runtime:
         return error
 
     def _log_retry(self, spec: RequestSpec, attempt: int, delay: float, reason: str) -> None:
-        log.warning(
+        log.info(
             "retrying %s %s (attempt %d failed: %s) in %.2fs",
             spec.method,
             spec.path,

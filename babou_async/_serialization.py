@@ -29,7 +29,7 @@ __all__ = ["converter", "make_converter", "structure"]
 
 T = TypeVar("T")
 _FRACTION = re.compile(r"\.(\d+)")
-log = logging.getLogger("babou_async")
+log = logging.getLogger("babou_async.http")
 
 
 def _shown(value: object) -> str:

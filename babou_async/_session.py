@@ -32,23 +32,19 @@ from ._models import (
 from ._pager import AsyncPager, item_id
 from ._ratelimit import RequestBudget
 from ._runtime import Runtime, Secret, budget_of, timeouts_of
+from ._seekable import StreamingMixin
 from ._transport import Transport
-from ._version import __version__
 
 if TYPE_CHECKING:
     import aiohttp
     from typing_extensions import Self
 
+    from ._hooks import Hooks
+
 __all__ = ["BabouSession"]
 
 
-def _default_user_agent() -> str:
-    import platform  # noqa: PLC0415 - only needed once per session
-
-    return f"babou_async/{__version__} Python/{platform.python_version()}"
-
-
-class BabouSession:
+class BabouSession(StreamingMixin):
     """
     An asynchronous client of the Babou API.
 
@@ -86,6 +82,11 @@ class BabouSession:
             simulator or proxy, is always allowed.)
 
             .. versionadded:: 0.2
+        proxy: A proxy URL for the API and the downloads; ``None`` reads ``HTTPS_PROXY``,
+            ``HTTP_PROXY`` and ``NO_PROXY`` (for an owned HTTP session); ``False``: none.
+        hooks: :class:`Hooks` to tell of requests, retries, status changes and downloads.
+
+            .. versionadded:: 0.2 ``proxy`` and ``hooks``; see ``docs/observability.md``.
 
     Raises:
         ConfigurationError: No API key, or a malformed base URL or option (checked strictly
@@ -107,6 +108,8 @@ class BabouSession:
         user_agent: str | None = None,
         clock: Clock | None = None,
         allow_insecure: bool = False,
+        proxy: str | Literal[False] | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         key = proto.check_api_key(
             api_key if api_key is not None else os.environ.get("BABOU_API_KEY")
@@ -122,7 +125,7 @@ class BabouSession:
         )
         if base_url is None:  # an empty variable counts as unset; an empty argument is an error
             base_url = os.environ.get("BABOU_BASE_URL") or proto.DEFAULT_BASE_URL
-        self.base_url = self._check_base_url(base_url, allow_insecure=allow_insecure)
+        self.base_url = proto.check_base_url(base_url, allow_insecure=allow_insecure)
         self.timeouts = timeouts_of(timeout)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
@@ -132,7 +135,9 @@ class BabouSession:
             http_session=http_session,
             max_connections=max_connections,
             timeouts=self.timeouts,
-            user_agent=user_agent or _default_user_agent(),
+            user_agent=user_agent,
+            proxy=proxy,
+            api_base=self.base_url,
         )
         self._rt = Runtime(
             key=Secret(key),
@@ -143,11 +148,8 @@ class BabouSession:
             budget=budget_of(self.rate_limit, clock),
             transport=transport,
             clock=clock,
+            hooks=hooks,
         )
-
-    @staticmethod
-    def _check_base_url(url: object, *, allow_insecure: bool = False) -> str:
-        return proto.check_base_url(url, allow_insecure=allow_insecure)
 
     def __repr__(self) -> str:
         return f"<BabouSession base_url={self.base_url!r} api_key=<redacted>>"
@@ -413,9 +415,9 @@ class BabouSession:
         """
         Start rendering a project's completed chapters into one video.
 
-        An ambiguous failure (a dropped connection, a 5xx) is retried: if the retry is
-        answered 409 "already in progress", the first attempt did start the export and its
-        current state is returned.
+        After an ambiguous failure (a dropped connection, a 5xx) a look comes before any
+        resend: a running export is the one the first attempt started (see
+        ``docs/reliability.md``; :meth:`export_project` adopts a finished one too).
 
         Raises:
             ConflictError: An export was already in progress before this call.
@@ -558,13 +560,9 @@ class BabouSession:
         :class:`DownloadResult` carries the error). ``on_result(result)`` is called as
         each download ends, for displays that report as they go.
         """
-        proto.check_positive_int(concurrency, "concurrency")
-        ids = list(project_ids)
-        for pid in ids:
-            proto.check_project_id(pid)
         return await download.download_exports(
             self._rt,
-            ids,
+            project_ids,
             dest_dir,
             concurrency=concurrency,
             overwrite=overwrite,
@@ -616,7 +614,10 @@ class BabouSession:
 
         Args:
             project_ids: IDs from any iterable or async iterable; duplicates are exported
-                once and reported at each of their positions.
+                once and reported at each of their positions. A collection (list, tuple,
+                set) is checked in full before any request; a lazy source (generator, async
+                iterable) as it is read, and a bad ID there stops the reading: the IDs read
+                before it finish, then its ``ValidationError`` is raised.
             dest_dir: Directory for the videos (created if missing). One batch at a time
                 may use it.
             start: Start the exports; ``False`` only follows exports started elsewhere.
@@ -690,6 +691,7 @@ class BabouSession:
             ValidationError: Bad arguments, or ``dest_dir`` is not a writable directory.
         """
         proto.check_project_id(project_id)
+        proto.check_callback(progress, "progress")
         options = project.checked_options(start, reuse, timeout, poll, overwrite)
         directory, journal = await batch.open_destination(dest_dir, exclusive=False)
         async with journal:

@@ -19,7 +19,10 @@ What it guarantees about the API key and other credentials:
 * URL userinfo is never turned into an ``Authorization`` header (aiohttp would): it is
   stripped from download URLs and their redirects, and redirects are followed here, one by
   one, so that none leads to a URL carrying a credential or to a non-HTTP scheme;
-* an API body is read up to :data:`MAX_API_BODY` bytes, decompressed size included.
+* an API body is read up to :data:`MAX_API_BODY` bytes, decompressed size included;
+* proxies are chosen per request by :class:`~babou_async._proxy.ProxyRoutes`, never by
+  aiohttp's ``trust_env`` (which would also send ``~/.netrc`` credentials to the download
+  host); a proxy's own credentials come from its URL, as ``Proxy-Authorization``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from ._exceptions import (
     TransportError,
 )
 from ._protocol import MAX_UPLOAD_BYTES, FailureKind, RawResponse
+from ._proxy import Proxy, ProxyRoutes, ProxySetting
 from ._redaction import Redactor
+from ._version import __version__
 
 __all__ = ["SendFailure", "StreamResponse", "Transport", "UpstreamError", "strip_query"]
 
@@ -159,6 +164,29 @@ def _translate(
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
+def default_user_agent() -> str:
+    """``babou_async/<version> Python/<version>``."""
+    import platform  # noqa: PLC0415 - only needed once per session
+
+    return f"babou_async/{__version__} Python/{platform.python_version()}"
+
+
+def _proxy_args(proxy: Proxy | None, scheme: str) -> tuple[dict[str, Any], Mapping[str, str]]:
+    """
+    The ``proxy=`` and ``proxy_headers=`` of aiohttp for a ``scheme`` URL, and headers to add.
+
+    aiohttp sends ``proxy_headers`` only on a tunnel's ``CONNECT`` (https): a plain-http
+    request carries the proxy's ``Proxy-Authorization`` among its own headers (what
+    aiohttp's ``proxy_auth=`` would do; it is deprecated).
+    """
+    if proxy is None:
+        return {"proxy": None, "proxy_headers": None}, {}
+    url = yarl.URL(proxy.url)
+    if scheme == "http" and proxy.headers:
+        return {"proxy": url, "proxy_headers": None}, proxy.headers
+    return {"proxy": url, "proxy_headers": proxy.headers}, {}
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, redactor: Redactor = _ANONYMOUS) -> bytes:
     """
     Read a whole API response body of unknown or large size, up to ``MAX_API_BODY``.
@@ -224,6 +252,13 @@ class Transport:
     An injected session is used as is and never closed; an owned one is created lazily on
     first use (inside the running loop) with a bounded connection pool, and closed by
     :meth:`aclose`.
+
+    ``proxy`` is the session's setting (:class:`~babou_async._proxy.ProxyRoutes`); with an
+    injected session, ``None`` and ``False`` leave proxies to that session's own settings.
+    ``api_base`` is the origin of every :meth:`send`, whose proxy is looked up once.
+
+    Raises:
+        ConfigurationError: A bad ``http_session``, ``proxy`` or proxy environment variable.
     """
 
     def __init__(
@@ -232,7 +267,9 @@ class Transport:
         http_session: aiohttp.ClientSession | None,
         max_connections: int,
         timeouts: Timeouts,
-        user_agent: str,
+        user_agent: str | None = None,
+        proxy: ProxySetting = None,
+        api_base: str = "",
     ) -> None:
         if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
             raise ConfigurationError(
@@ -255,8 +292,13 @@ class Transport:
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
-        self.user_agent = user_agent
+        self.user_agent = user_agent or default_user_agent()
         self._closed = False
+        proxies = ProxyRoutes(proxy) if http_session is None or proxy else None
+        self._proxies = proxies if proxies is not None and proxies.active else None
+        self._api_proxy, self._api_extra = _proxy_args(
+            None if proxies is None else proxies.for_url(api_base), api_base.partition(":")[0]
+        )
         # The credentials this transport has been asked to send, and their redaction.
         self._credentials: frozenset[str] = frozenset()
         self._redactor = _ANONYMOUS
@@ -294,6 +336,9 @@ class Transport:
                 # Cookies are never part of Babou's API; do not let a server plant one.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 raise_for_status=False,
+                # Proxies come from ProxyRoutes, per request: trust_env would also send
+                # ~/.netrc credentials to the download host (see babou_async._proxy).
+                trust_env=False,
             )
         elif self._session.closed:
             raise ConfigurationError("the aiohttp.ClientSession given to BabouSession is closed")
@@ -330,12 +375,13 @@ class Transport:
                 url,
                 params=params or None,
                 data=data,
-                headers=headers,
+                headers={**headers, **self._api_extra} if self._api_extra else headers,
                 allow_redirects=False,
                 timeout=self._api_timeout
                 if upload_size is None
                 else self._upload_timeout(upload_size),
                 raise_for_status=False,
+                **self._api_proxy,
             ) as resp:
                 length = resp.content_length
                 if (
@@ -449,8 +495,14 @@ class Transport:
         }
         for _ in range(MAX_REDIRECTS + 1):
             failure = None
+            sent = headers
+            if self._proxies is not None:  # each hop may be another host (NO_PROXY)
+                route = self._proxies.for_origin(target.scheme, target.raw_authority)
+                args, extra = _proxy_args(route, target.scheme)
+                kwargs.update(args)
+                sent = {**headers, **extra}
             try:
-                resp = await session.get(target, headers=headers, **kwargs)
+                resp = await session.get(target, headers=sent, **kwargs)
             except _TRANSPORT_ERRORS as exc:
                 failure = translate_error(exc, "GET", str(target), self._redactor)
             if failure is not None:

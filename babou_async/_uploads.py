@@ -116,6 +116,8 @@ async def upload_asset(
     retry: RetryPolicy | None,
 ) -> Asset:
     """Upload ``source`` (see :meth:`BabouSession.upload_asset` for the contract)."""
+    proto.check_upload_size(size)
+    proto.check_retry(retry)
     length: int | None
     if isinstance(source, (str, os.PathLike)):
         ctype, length, data = await _from_path(Path(source), content_type)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import math
+import os
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Final
@@ -31,13 +33,19 @@ __all__ = [
     "check_asset_id",
     "check_base_url",
     "check_bool",
+    "check_callback",
     "check_chapter_id",
+    "check_estimate",
     "check_id",
     "check_limit",
+    "check_option",
+    "check_path",
+    "check_poll",
     "check_positive_int",
     "check_project_id",
     "check_project_id_source",
     "check_project_ids",
+    "check_retry",
     "check_session_options",
     "check_text",
     "check_timeout",
@@ -255,6 +263,68 @@ def check_timeout(timeout: object, field: str = "timeout") -> float:
     return seconds
 
 
+def check_option(value: object, types: type | tuple[type, ...], field: str, what: str) -> None:
+    """Validate an optional per-call option by type (``None`` means the session's default)."""
+    if value is not None and not isinstance(value, types):
+        raise ValidationError(
+            f"{field} must be {what} or None, got {type(value).__name__}", field=field
+        )
+
+
+def check_retry(value: object) -> None:
+    """Validate a per-call ``retry=`` (a falsy wrong value must not pass as the default)."""
+    check_option(value, RetryPolicy, "retry", "a RetryPolicy")
+
+
+def check_poll(value: object) -> None:
+    """Validate a per-call ``poll=``."""
+    check_option(value, PollPolicy, "poll", "a PollPolicy")
+
+
+def check_callback(value: object, field: str) -> None:
+    """Validate an optional callback (``progress=``, ``on_result=``): a callable or ``None``."""
+    if value is not None and not callable(value):
+        raise ValidationError(
+            f"{field} must be a callable or None, got {type(value).__name__}", field=field
+        )
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def check_estimate(value: object) -> tuple[float, float] | None:
+    """
+    Validate ``estimate=``: ``None`` or ``(low, high)`` seconds, finite, 0 <= low <= high.
+
+    A two-item list (as JSON gives it) is accepted too; the pair is returned as a tuple.
+    """
+    if value is None:
+        return None
+    pair = tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(pair) != 2 or not all(_is_seconds(v) and math.isfinite(v) for v in pair):
+        raise ValidationError(
+            f"estimate must be (low, high) seconds, finite and >= 0, got {value!r}",
+            field="estimate",
+        )
+    low, high = float(pair[0]), float(pair[1])
+    if low > high:
+        raise ValidationError(f"estimate's low exceeds its high: {value!r}", field="estimate")
+    return low, high
+
+
+def check_path(value: object, field: str) -> str:
+    """Validate a file system path argument (str or ``os.PathLike[str]``); return it as str."""
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise ValidationError(
+            f"{field} must be a non-empty path (str or os.PathLike) without NUL, "
+            f"got {type(value).__name__}",
+            field=field,
+        )
+    return path
+
+
 def check_limit(limit: object) -> int:
     """Validate a page size: an int from 1 to 100."""
     return check_positive_int(limit, "page_size", maximum=LIST_LIMIT_MAX)
@@ -290,8 +360,10 @@ def guess_content_type(filename: str) -> str | None:
     return EXTENSION_CONTENT_TYPES.get(filename[dot:].lower())
 
 
-def check_upload_size(size: int | None) -> None:
-    """Refuse, before sending, an upload known to exceed the documented 100 MB."""
+def check_upload_size(size: object) -> None:
+    """Validate an announced upload size; refuse one known to exceed the documented 100 MB."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValidationError(f"size must be an int >= 0 or None, got {size!r}", field="size")
     if size is not None and size > MAX_UPLOAD_BYTES:
         raise ValidationError(
             f"file is {size} bytes; Babou accepts at most {MAX_UPLOAD_BYTES} bytes (100 MB)",

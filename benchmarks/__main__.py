@@ -22,10 +22,12 @@ from typing import Any
 from . import Options, Result
 
 BENCHMARKS = ("download", "memory", "overhead", "watches", "polling", "budget")
+#: Run only when named (``--only``): they take many minutes.
+ON_REQUEST = ("polling-realtime", "fleet")
 
 
 def _load(name: str) -> Callable[[Options], list[Result]]:
-    module = importlib.import_module(f"benchmarks._{name}")
+    module = importlib.import_module(f"benchmarks._{name.replace('-', '_')}")
     runner: Callable[[Options], list[Result]] = module.run
     return runner
 
@@ -79,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     parser.add_argument(
-        "--only", action="append", choices=BENCHMARKS, metavar="NAME", help="run only NAME"
+        "--only",
+        action="append",
+        choices=(*BENCHMARKS, *ON_REQUEST),
+        metavar="NAME",
+        help=f"run only NAME (also: {', '.join(ON_REQUEST)}, never run by default)",
     )
     return parser
 
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opts = Options(quick=args.quick or args.smoke, smoke=args.smoke)
-    names = [n for n in BENCHMARKS if not args.only or n in args.only]
+    names = [n for n in (*BENCHMARKS, *ON_REQUEST) if n in (args.only or BENCHMARKS)]
     mode = "smoke" if opts.smoke else "quick" if opts.quick else "full"
     print(f"babou_async benchmarks ({mode}): {', '.join(names)}", flush=True)
     results: list[Result] = []

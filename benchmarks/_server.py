@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sizes", default=None, help="comma-separated sizes, one project each (overrides)")
     add("--queued", type=float, default=0.0, help="seconds an export stays queued")
     add("--processing", type=float, default=0.0, help="seconds an export is processing")
+    add("--durations", default=None, help="comma-separated processing seconds, one per project")
     add("--url-ttl", type=float, default=3600.0)
     add("--start-exports", action="store_true", help="start every export and wait for it")
     add("--sha", action="store_true", help="include each video's SHA-256 (with --start-exports)")
@@ -104,10 +105,12 @@ async def amain(args: argparse.Namespace, loop_name: str) -> None:
     else:
         sizes = [args.video_size] * args.projects
     size_of: dict[str, int] = {}
+    processing = [float(s) for s in args.durations.split(",") if s] if args.durations else []
+    processing_of: dict[str, float] = {}
     fake = FakeBabou(
         seed=args.seed,
         export_queued_seconds=args.queued,
-        export_processing_seconds=args.processing,
+        export_processing_seconds=lambda pid: processing_of.get(pid, args.processing),
         video_size=lambda pid: size_of.get(pid, args.video_size),
         url_ttl=args.url_ttl,
         record_limit=None if args.record_limit < 0 else args.record_limit,
@@ -115,9 +118,11 @@ async def amain(args: argparse.Namespace, loop_name: str) -> None:
     await fake.start()
     try:
         projects: list[dict[str, Any]] = []
-        for size in sizes:
+        for index, size in enumerate(sizes):
             pid = fake.seed_project(chapters=1)
             size_of[pid] = size
+            if index < len(processing):
+                processing_of[pid] = processing[index]
             projects.append({"id": pid, "size": size})
         if args.start_exports:
             await _start_exports(fake, [p["id"] for p in projects])

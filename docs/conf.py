@@ -61,7 +61,12 @@ nitpick_ignore_regex = [
     # Dependencies, for the same reason.
     (r"py:.*", r"(aiohttp|attrs)\..*"),
     # The type variable of the generic AsyncPager[T].
-    (r"py:(class|obj)", r"babou_async\._session\.T"),
+    (r"py:(class|obj)", r"babou_async\._(session|pager)\.T"),
+    # The callback aliases are documented as data (``.. data:: ProgressCallback`` in
+    # api.md); signatures name them by their defining module, as classes.
+    (r"py:class", r"babou_async\._callbacks\.(Progress|Result|Event)Callback"),
+    # ``Clock`` in a signature is babou_async.testing.Clock (documented under testing).
+    (r"py:class", r"Clock"),
 ]
 nitpick_ignore = [
     # FakeBabou's settable attributes are documented as constructor arguments only, so
@@ -69,6 +74,8 @@ nitpick_ignore = [
     ("py:attr", "export_video_size"),
     ("py:attr", "asset_seconds"),
     ("py:attr", "url_ttl"),
+    # ExportStream comes from BabouSession.open_export; its constructor's runtime is private.
+    ("py:class", "babou_async._runtime.Runtime"),
 ]
 
 # -- doctest ----------------------------------------------------------------------------

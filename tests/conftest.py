@@ -23,6 +23,10 @@ from babou_async.testing import FakeBabou
 
 from .support import FAST_POLL, FAST_RETRY
 
+# The package's pytest plugin (babou_fake, babou_env), loaded here rather than by its entry
+# point (disabled in pyproject.toml), so that coverage is already measuring when it loads.
+pytest_plugins = ["babou_async.pytest_plugin"]
+
 settings.register_profile("tests", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fast", max_examples=20, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tests"))
@@ -50,9 +54,9 @@ def blockbuster() -> Iterator[BlockBuster]:
 
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove BABOU_* variables so tests never see a real key or URL."""
+    """Remove BABOU_* variables (a real key or URL) and proxy variables (the loopback fakes)."""
     for name in list(os.environ):
-        if name.startswith("BABOU_"):
+        if name.startswith("BABOU_") or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name)
 
 

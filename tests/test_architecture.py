@@ -116,6 +116,31 @@ def test_no_private_access_across_modules() -> None:
     assert [] == offenders
 
 
+OPTIONAL_ENGINES = {"redis", "saq"}
+
+
+def engine_imports(name: str) -> list[str]:
+    """The imports of Redis or SAQ in module ``name`` (at any depth), as ``module:line``."""
+    found = []
+    for node in ast.walk(ast.parse(MODULES[name].read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            roots = {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            roots = {(node.module or "").split(".")[0]}
+        else:
+            continue
+        if roots & OPTIONAL_ENGINES:
+            found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_only_contrib_imports_redis_or_saq() -> None:
+    """The optional extras stay optional: nothing outside babou_async.contrib imports them."""
+    outside = [name for name in MODULES if not name.startswith("babou_async.contrib")]
+    assert [] == [hit for name in outside for hit in engine_imports(name)]
+    assert engine_imports("babou_async.contrib.redis")  # the check does see an import
+
+
 def long_functions(path: Path) -> list[str]:
     """Functions of ``path`` longer than the limit without a written reason."""
     text = path.read_text(encoding="utf-8")

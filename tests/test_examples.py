@@ -52,6 +52,9 @@ EXPECTED: dict[str, list[str]] = {
     ],
 }
 
+#: The web apps serve until stopped: tests/web/test_example_apps.py runs them over HTTP.
+SERVED = ("aiohttp_app.py", "fastapi_app.py")
+
 #: The README's two set-up commands: CI and users run them, so they must stay verbatim.
 README_COMMANDS = (
     "python3 -m venv .venv && .venv/bin/pip install '.[cli]' && .venv/bin/babou demo",
@@ -86,7 +89,7 @@ def _readme_python_block(readme: str) -> str:
 
 def test_every_example_is_tested() -> None:
     """Each script in examples/ has expectations here, and each expectation a script."""
-    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted([*EXPECTED, *SERVED])
 
 
 @pytest.mark.anyio

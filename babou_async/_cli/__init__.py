@@ -8,11 +8,13 @@ prints one line telling how to install them and returns 2.
 
 Output:
 
-* on a terminal, a live display (an overall line with counts per status, one bar per
-  active download with bytes and speed) and one line per finished project;
+* on a terminal, a live display (a line of counts per status, retries and cut downloads;
+  an overall bar with projects done and failed, bytes, throughput and time remaining; one
+  bar per active download), a line per failed project, and spinners while a command waits;
 * off a terminal, one plain line per event;
 * with ``--json``, one JSON object per line (``"type": "result"`` per project, then
-  ``"type": "summary"``); notes and warnings then go to standard error.
+  ``"type": "summary"``); notes and warnings then go to standard error;
+* with ``--quiet``, only the results and the errors.
 
 Everything printed goes through a writer thread, so a slow or full pipe never stalls the
 event loop (and the downloads with it).

@@ -10,10 +10,11 @@ import click
 from babou_async import BabouError, ConfigurationError, ValidationError, __version__
 
 from ._exports import download_cmd, export_cmd, status_cmd
+from ._fleet import enqueue_cmd, worker_cmd
 from ._options import Settings, global_options
 from ._output import fail
 from ._resources import assets_group, chapters_group, projects_group, prompt_cmd
-from ._results import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ._results import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, describe_error
 from ._running import warnings_to_stderr
 from ._simulate import demo_cmd, simulate_cmd
 
@@ -37,6 +38,8 @@ for _command in (
     chapters_group,
     prompt_cmd,
     assets_group,
+    enqueue_cmd,
+    worker_cmd,
 ):
     cli.add_command(_command)
 
@@ -70,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("babou: interrupted\n")
         return EXIT_INTERRUPTED
     except BabouError as exc:
-        fail(str(exc) or type(exc).__name__, settings.api_key)
+        # In the command line's terms: a 404 of a base URL without /api/v1 says so.
+        fail(describe_error(exc, None, settings.base_url) or type(exc).__name__, settings.api_key)
         return exit_code_for(exc)
     except OSError as exc:
         fail(str(exc), settings.api_key)

@@ -12,9 +12,10 @@ import anyio
 import attrs
 import click
 
-from babou_async import BabouError, BabouSession, DownloadResult
+from babou_async import BabouError, BabouSession, DownloadResult, ValidationError
+from babou_async import _protocol as proto
 
-from ._display import make_display, print_rows, status_live
+from ._display import Display, make_display, print_rows, status_live
 from ._input import read_ids
 from ._options import (
     Settings,
@@ -29,7 +30,7 @@ from ._options import (
     timeout_option,
 )
 from ._output import Writer, fail
-from ._results import EXIT_FAILED, EXIT_OK, Outcome
+from ._results import EXIT_FAILED, EXIT_OK, Outcome, describe_error
 from ._rows import (
     STATUS_COLUMNS,
     StatusRow,
@@ -46,15 +47,36 @@ __all__ = ["download_cmd", "export_cmd", "status_cmd"]
 _BAD_STATUSES = ("failed", "error", "none", "…")
 
 
+def _display(settings: Settings, as_json: bool, total: int | None) -> Display:
+    """The batch's display, as the global options (key to hide, base URL, quiet) make it."""
+    return make_display(
+        as_json, total, secret=settings.api_key, base_url=settings.base_url, quiet=settings.quiet
+    )
+
+
 async def _ids_then_file(
-    ids: Sequence[str], from_file: str | None, problems: list[str]
+    ids: Sequence[str], from_file: str | None, problems: list[str], display: Display
 ) -> AsyncIterator[str]:
-    """The IDs of the command line, then those of ``--from-file``."""
+    """
+    The IDs of the command line, then those of ``--from-file``.
+
+    A malformed ID of the file fails alone: it is reported as that project's result
+    (the command line's own IDs were checked before the batch began).
+    """
     for pid in ids:
         yield pid
-    if from_file is not None:
-        async for pid in read_ids(from_file, problems):
-            yield pid
+    if from_file is None:
+        return
+    async for pid in read_ids(from_file, problems):
+        try:
+            proto.check_project_id(pid)
+        except ValidationError as exc:
+            error = describe_error(exc, display.secret)
+            display.on_outcome(
+                Outcome(project_id=pid, ok=False, error=error, error_type=type(exc).__name__)
+            )
+            continue
+        yield pid
 
 
 @click.command("export")
@@ -105,7 +127,7 @@ def export_cmd(
     ids = checked_ids(project_ids)
     session = settings.session()
     total = None if from_file is not None else len(dict.fromkeys(ids))
-    display = make_display(as_json, total, secret=settings.api_key)
+    display = _display(settings, as_json, total)
     interrupt = Interrupt()
     problems: list[str] = []
 
@@ -113,7 +135,7 @@ def export_cmd(
         async with session:
             with interruptible(interrupt):
                 await session.export_many(
-                    _ids_then_file(ids, from_file, problems),
+                    _ids_then_file(ids, from_file, problems, display),
                     out,
                     start=not no_start,
                     reuse="completed" if reuse_completed else None,
@@ -155,13 +177,15 @@ def download_cmd(
     ids = checked_ids(project_ids)
     session = settings.session()
     expected = len(dict.fromkeys(ids))
-    display = make_display(as_json, expected, secret=settings.api_key)
+    display = _display(settings, as_json, expected)
     interrupt = Interrupt()
 
     def on_result(result: DownloadResult) -> None:
         # Reported as each download ends, so an interrupted run still knows exactly
         # what finished.
-        display.on_outcome(Outcome.of_download(result, secret=settings.api_key))
+        display.on_outcome(
+            Outcome.of_download(result, secret=settings.api_key, base_url=settings.base_url)
+        )
 
     async def body() -> None:
         async with session:
@@ -200,6 +224,7 @@ class _StatusRun:
     as_json: bool
     lines: bool
     secret: str | None
+    base_url: str | None = None
     writer: Writer = attrs.field(factory=Writer)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
     rows: dict[str, StatusRow] = attrs.field()
@@ -232,7 +257,7 @@ class _StatusRun:
                 async for export in self.session.watch_export(pid, timeout=self.timeout):
                     self.update(status_row(pid, export, self.secret))
             except BabouError as exc:
-                self.update(failed_status_row(pid, exc, self.secret))
+                self.update(failed_status_row(pid, exc, self.secret, self.base_url))
 
     async def follow_all(self, interrupt: Interrupt) -> None:
         """Follow every project, 64 at a time, until done or interrupted."""
@@ -267,10 +292,11 @@ def status_cmd(
         watch=watch,
         timeout=timeout,
         as_json=as_json,
-        lines=watch and not tty,
+        lines=watch and not tty and not settings.quiet,
         secret=settings.api_key,
+        base_url=settings.base_url,
     )
-    live = status_live(status.rows, status.lock) if watch and tty else None
+    live = status_live(status.rows, status.lock) if watch and tty and not settings.quiet else None
     interrupt = Interrupt()
     if live is not None:
         live.start()
@@ -281,7 +307,7 @@ def status_cmd(
         if live is not None:
             live.stop()
     final = status.final()
-    if not watch:  # --watch printed (or drew) every transition already
+    if not watch or settings.quiet:  # --watch printed (or drew) every transition already
         _print_status(final, as_json)
     if interrupt.happened:
         return interrupt.exit_code

@@ -1,7 +1,7 @@
 """
 The global settings and the options shared by several commands, each declared once.
 
-The global options (``--base-url``, ``--api-key``, ``--poll-interval``, ``-v``) are
+The global options (``--base-url``, ``--api-key``, ``--poll-interval``, ``-v``, ``-q``) are
 accepted before the command and after it: :func:`global_options` decorates the root group,
 the sub-groups and every leaf command alike, and each occurrence stores into the one
 :class:`Settings` object of the run. The group's value (command line, environment or
@@ -50,6 +50,8 @@ class Settings:
     api_key: str | None = None
     poll_interval: float | None = None
     verbose: int = 0
+    #: ``--quiet``: print nothing but the results and the errors.
+    quiet: bool = False
 
     def session(self) -> BabouSession:
         """Build the session, or fail with one line naming BABOU_API_KEY."""
@@ -85,7 +87,11 @@ def _store(ctx: click.Context, param: click.Parameter, value: object) -> None:
     settings = ctx.ensure_object(Settings)
     setattr(settings, name, value)
     if name == "verbose" and settings.verbose:
-        library_log.setLevel(logging.INFO)
+        library_log.setLevel(logging.DEBUG if settings.verbose > 1 else logging.INFO)
+    if name == "quiet" and settings.quiet:
+        # Nothing but results and errors: the library's warnings go too (batch commands
+        # still count its retries; see _running.showing).
+        library_log.setLevel(logging.ERROR)
 
 
 _GLOBAL_OPTIONS = (
@@ -119,7 +125,15 @@ _GLOBAL_OPTIONS = (
         count=True,
         expose_value=False,
         callback=_store,
-        help="Also show informational log lines.",
+        help="Also show informational log lines (-vv: one line per request too).",
+    ),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_store,
+        help="Print nothing but results and errors: no progress, notes or warnings.",
     ),
 )
 

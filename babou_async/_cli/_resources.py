@@ -14,7 +14,7 @@ import click
 from babou_async import BabouSession
 from babou_async import _protocol as proto
 
-from ._display import print_rows
+from ._display import make_waiter, print_rows
 from ._options import (
     Settings,
     global_options,
@@ -158,16 +158,21 @@ def prompt_cmd(
     proto.check_project_id(project_id)
     proto.check_chapter_id(chapter_id)
 
+    waiter = make_waiter("submitting the prompt", quiet=settings.quiet or not wait)
+
     async def body(session: BabouSession) -> PromptRow:
         sub = await session.submit_prompt(project_id, chapter_id, text, force=force)
         if not wait:
             return prompt_row(sub)
+        estimate = f", estimated {sub.estimated_time}" if sub.estimated_time else ""
+        waiter.show(f"rendering the prompt{estimate}")
         chapter = await session.wait_for_chapter(
             project_id, chapter_id, timeout=timeout, estimate=sub.estimated_seconds
         )
         return prompt_row(sub, chapter)
 
-    row = run_session(settings.session(), body)
+    with waiter:
+        row = run_session(settings.session(), body)
     columns = [*PROMPT_COLUMNS, ("chapter_status", "Chapter")] if wait else PROMPT_COLUMNS
     print_rows([row], columns, as_json)
     return EXIT_FAILED if row.get("chapter_status") in _FAILED else EXIT_OK
@@ -199,14 +204,17 @@ def assets_upload(
     as_json: bool,
 ) -> int:
     """Upload a media file (streamed from disk)."""
+    waiter = make_waiter(f"uploading {file.name}", quiet=settings.quiet or not wait)
 
     async def body(session: BabouSession) -> AssetRow:
         asset = await session.upload_asset(file, content_type=content_type)
         if wait:
+            waiter.show(f"processing {file.name}")
             asset = await session.wait_for_asset(asset.id, timeout=timeout)
         return asset_row(asset)
 
-    row = run_session(settings.session(), body)
+    with waiter:
+        row = run_session(settings.session(), body)
     print_rows([row], ASSET_COLUMNS, as_json)
     return EXIT_FAILED if row["state"] in _FAILED else EXIT_OK
 

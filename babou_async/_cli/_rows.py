@@ -20,7 +20,7 @@ from babou_async import (
     PromptSubmission,
 )
 
-from ._results import error_text, iso
+from ._results import describe_error, error_text, iso
 
 __all__ = [
     "ASSET_COLUMNS",
@@ -206,12 +206,18 @@ def status_row(project_id: str, export: Export, secret: str | None = None) -> St
     }
 
 
-def failed_status_row(project_id: str, error: BabouError, secret: str | None = None) -> StatusRow:
-    """A project whose export could not be read: ``none`` if it has none, else ``error``."""
+def failed_status_row(
+    project_id: str, error: BabouError, secret: str | None = None, base_url: str | None = None
+) -> StatusRow:
+    """
+    A project whose export could not be read: ``none`` if it has none, else ``error``.
+
+    The error is phrased for the command line (:func:`~._results.describe_error`).
+    """
     return {
         "project_id": project_id,
         "status": "none" if isinstance(error, NotFoundError) else "error",
-        "error": error_text(error, secret),
+        "error": describe_error(error, secret, base_url),
         "download_url": None,
         "duration_seconds": None,
     }

@@ -29,6 +29,7 @@ __all__ = [
     "Interrupt",
     "interruptible",
     "library_log",
+    "log_kind",
     "run",
     "run_session",
     "showing",
@@ -110,7 +111,12 @@ def interruptible(state: Interrupt) -> Iterator[Interrupt]:
 
 
 class _StderrLogHandler(logging.Handler):
-    """Warnings of commands without a live display: one ``warning: ...`` line each."""
+    """
+    Log lines of commands without a live display, one each, prefixed with their level.
+
+    ``warning: ...`` (and ``error: ...``) need a look; with ``-v``, ``info: ...`` lines say
+    what the library rode through on its own (a retry, a resume); ``-vv`` adds ``debug: ...``.
+    """
 
     def __init__(self, writer: Writer, secret: Callable[[], str | None]) -> None:
         super().__init__()
@@ -118,19 +124,31 @@ class _StderrLogHandler(logging.Handler):
         self.secret = secret
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.writer.err(f"warning: {redact(record.getMessage(), self.secret())}")
+        level = record.levelname.lower()
+        self.writer.err(f"{level}: {redact(record.getMessage(), self.secret())}")
+
+
+def log_kind(record: logging.LogRecord) -> str | None:
+    """``"retry"`` for a retried request or poll, ``"cut"`` for a resumed download, else None."""
+    message = str(record.msg)  # the format, stable whatever the arguments
+    if message.startswith(("retrying ", "poll failed")):
+        return "retry"
+    if message.startswith("download of ") and "interrupted" in message:
+        return "cut"
+    return None
 
 
 class _DisplayLogHandler(logging.Handler):
     """Routes the library's log records (retries, resumed downloads) to the display."""
 
     def __init__(self, display: Display) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self.display = display
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.display.warn(redact(record.getMessage(), self.display.secret))
+            text = redact(record.getMessage(), self.display.secret)
+            self.display.on_log(record.levelno, log_kind(record), text)
         except Exception:  # noqa: BLE001 - a log record must never break a batch
             self.handleError(record)
 
@@ -158,9 +176,15 @@ def warnings_to_stderr(secret: Callable[[], str | None]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def showing(display: Display, verbose: int) -> Iterator[Display]:
-    """Run a display (and route the library's warnings to it) for the ``with`` body."""
+    """
+    Run a display (and route the library's log records to it) for the ``with`` body.
+
+    Informational records reach the display even without ``-v``: it counts the retries
+    and the cut downloads, and shows only the lines that ``verbose`` (or a warning) asks for.
+    """
     handler = _DisplayLogHandler(display)
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setLevel(min(_level(verbose), logging.INFO))
+    display.verbose = verbose
     previous = (library_log.level, library_log.propagate, list(library_log.handlers))
     library_log.handlers = [handler]
     library_log.setLevel(handler.level)
@@ -173,6 +197,11 @@ def showing(display: Display, verbose: int) -> Iterator[Display]:
         library_log.handlers = previous[2]
         library_log.setLevel(previous[0])
         library_log.propagate = previous[1]
+
+
+def _level(verbose: int) -> int:
+    """The library's log level for ``-v`` given ``verbose`` times: info, then debug."""
+    return logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
 
 
 @contextlib.contextmanager

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,13 +16,13 @@ import click
 from ._display import Display, make_display
 from ._options import Settings, global_options, json_option, out_option, pass_settings
 from ._output import write_line
-from ._results import Summary, human_bytes
+from ._results import Summary, plural
 from ._running import Interrupt, interruptible, run, showing, silenced
 
 if TYPE_CHECKING:
     from babou_async._demo import DemoReport
 
-__all__ = ["demo_cmd", "simulate_cmd"]
+__all__ = ["demo_cmd", "one_line_disconnects", "print_demo_text", "simulate_cmd"]
 
 
 @click.command("demo")
@@ -49,7 +52,7 @@ def demo_cmd(
     # The demo pulls in the simulator (and its aiohttp server): only this command needs it.
     from babou_async._demo import DemoTimings, run_demo  # noqa: PLC0415
 
-    display = make_display(as_json, projects)
+    display = make_display(as_json, projects, quiet=settings.quiet)
     interrupt = Interrupt()
     report: DemoReport | None = None
 
@@ -78,7 +81,7 @@ def demo_cmd(
     if as_json:
         _print_demo_json(report, summary)
     else:
-        _print_demo_text(report, summary, display)
+        print_demo_text(report, summary, display, quiet=settings.quiet)
     return summary.exit_code
 
 
@@ -98,25 +101,39 @@ def _print_demo_json(report: DemoReport, summary: Summary) -> None:
     write_line(sys.stdout, json.dumps(data))
 
 
-def _print_demo_text(report: DemoReport, summary: Summary, display: Display) -> None:
-    """The summary of ``demo``, then where the videos are, how long it took, how to replay."""
+def print_demo_text(
+    report: DemoReport, summary: Summary, display: Display, *, quiet: bool = False
+) -> None:
+    """
+    The summary of ``demo`` (once: it says where the videos are), then how long, how to replay.
+
+    With ``--quiet``, the summary only.
+    """
     display.show_summary(attrs.evolve(summary, elapsed=report.elapsed))
+    if quiet:
+        return
     lines = [
-        f"{len(report.files)} videos, {human_bytes(report.bytes)}, in {report.out_dir}",
         (
             f"Took {report.elapsed:.1f}s: {report.setup_seconds:.1f}s to create "
-            f"{len(report.projects)} projects and render {report.chapters} prompts, "
-            f"{report.export_seconds:.1f}s to export and download them all."
+            f"{plural(len(report.projects), 'project')} and render "
+            f"{plural(report.chapters, 'prompt')}, "
+            f"{report.export_seconds:.1f}s to export and download "
+            f"{'it' if len(report.projects) == 1 else 'them all'}."
         ),
     ]
-    if report.dropped_downloads or report.rate_limited:
-        lines.append(
-            f"Rode through {report.dropped_downloads} cut download(s) (resumed with Range) "
-            f"and {report.rate_limited} rate limit(s) (429, retried)."
-        )
+    rode = [
+        plural(report.dropped_downloads, "cut download") + " (resumed with Range)"
+        if report.dropped_downloads
+        else "",
+        plural(report.rate_limited, "rate limit") + " (429, retried)"
+        if report.rate_limited
+        else "",
+    ]
+    if any(rode):
+        lines.append(f"Rode through {' and '.join(text for text in rode if text)}.")
     lines.append(f"Replay this run with: babou demo --seed {report.seed}")
     for line in lines:
-        write_line(sys.stdout, line)
+        display.epilogue(line)
 
 
 # No global options here: everything after `simulate` that it does not know goes to the
@@ -133,9 +150,41 @@ def simulate_cmd(ctx: click.Context, port: int, seed: str) -> int:
     Serve the Babou simulator on this machine until Ctrl-C.
 
     It prints BABOU_BASE_URL=... and BABOU_API_KEY=... to point babou (or your code)
-    at it. Further options (fault rates, timings...) are passed to the simulator:
-    see `python -m babou_async.testing --help`.
+    at it; a client that disconnects mid-response is logged in one line. Further options
+    (fault rates, timings...) are passed to the simulator: see
+    `python -m babou_async.testing --help`.
     """
     from babou_async.testing import main as simulator_main  # noqa: PLC0415 - as for demo
 
-    return simulator_main(["--port", str(port), "--seed", seed, *ctx.args])
+    with one_line_disconnects():
+        return simulator_main(["--port", str(port), "--seed", seed, *ctx.args])
+
+
+class _DisconnectFilter(logging.Filter):
+    """
+    A client that hangs up mid-response is one line, not aiohttp's traceback.
+
+    Clients do that all the time (a cancelled download, Ctrl-C): it is worth a line in
+    the simulator's log, never a stack of frames.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ConnectionError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.msg = "client %s disconnected before the response ended (%s)"
+            record.args = (peer or "?", str(error) or type(error).__name__)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def one_line_disconnects() -> Iterator[None]:
+    """Log client disconnects in one line (see :class:`_DisconnectFilter`) in the body."""
+    log = logging.getLogger("aiohttp.server")
+    only = _DisconnectFilter()
+    log.addFilter(only)
+    try:
+        yield
+    finally:
+        log.removeFilter(only)

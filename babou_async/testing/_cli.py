@@ -1,9 +1,9 @@
 """
 The standalone simulator: ``python -m babou_async.testing``.
 
-It prints ``BABOU_BASE_URL=...``, ``BABOU_API_KEY=...`` and
-``BABOU_ASSET_BASE_URL=...`` lines on standard output once both origins listen,
-then serves until SIGINT or SIGTERM and exits 0.
+It prints ``BABOU_BASE_URL=...`` and ``BABOU_API_KEY=...`` lines on standard output
+once both origins listen (the download origin needs no line: the API hands out its
+URLs), then serves until SIGINT or SIGTERM and exits 0.
 :func:`~babou_async.testing.main` is reusable by another command line (``babou simulate``), and
 :func:`~babou_async.testing.serve_forever` by code that builds its own
 :class:`~babou_async.testing.FakeBabou`.
@@ -178,11 +178,7 @@ async def serve_forever(
     try:
         await fake.start()
         if announce is not None:
-            announce.write(
-                f"BABOU_BASE_URL={fake.base_url}\n"
-                f"BABOU_API_KEY={fake.api_key}\n"
-                f"BABOU_ASSET_BASE_URL={fake.asset_base_url}\n"
-            )
+            announce.write(f"BABOU_BASE_URL={fake.base_url}\nBABOU_API_KEY={fake.api_key}\n")
             announce.flush()
         await stop.wait()
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -45,7 +45,7 @@ async def test_mixed_batch_isolates_failures(
     fake.faults = Faults(
         fail_exports={bad_render}, drop_rate=0.2, rate_limit_rate=0.05, retry_after=0
     )
-    order = [good[0], bad_render, "prj_missing", not_ready, *good[1:], "bogus-id", good[0]]
+    order = [good[0], bad_render, "prj_missing", not_ready, *good[1:], good[0]]
     events: list[ExportEvent] = []
     results = await babou.export_many(order, tmp_path, concurrency=4, progress=events.append)
     assert order == [r.project_id for r in results]
@@ -65,7 +65,6 @@ async def test_mixed_batch_isolates_failures(
     assert by_id[bad_render].status is ExportStatus.FAILED
     assert isinstance(by_id["prj_missing"].error, NotFoundError)
     assert isinstance(by_id[not_ready].error, ValidationError)
-    assert isinstance(by_id["bogus-id"].error, ValidationError)
     assert results[0] is results[-1]
     assert [".babou-journal.sqlite3", *sorted(f"{pid}.mp4" for pid in good)] == await listing(
         tmp_path
@@ -175,19 +174,19 @@ async def test_cancelling_the_batch_leaves_no_part_files(
 async def test_large_input_uses_bounded_tasks(
     fake: FakeBabou, babou: BabouSession, tmp_path: Path
 ) -> None:
-    """Ten thousand IDs (all invalid here) are processed with a bounded number of tasks."""
+    """Thousands of IDs (none exists here) are processed with a bounded number of tasks."""
     peak_tasks = 0
     import asyncio
 
-    def ids() -> object:
+    def ids() -> Iterator[str]:
         nonlocal peak_tasks
-        for i in range(10_000):
+        for i in range(2_000):
             peak_tasks = max(peak_tasks, len(asyncio.all_tasks()))
-            yield f"bad-{i}"
+            yield f"prj_missing{i}"
 
-    results = await babou.export_many(ids(), tmp_path, concurrency=8, download_concurrency=2)  # type: ignore[arg-type]
-    assert len(results) == 10_000
-    assert not any(r.ok for r in results)
+    results = await babou.export_many(ids(), tmp_path, concurrency=8, download_concurrency=2)
+    assert len(results) == 2_000
+    assert all(isinstance(r.error, NotFoundError) for r in results)
     assert peak_tasks < 30
 
 
@@ -212,3 +211,32 @@ async def test_failing_input_iterable_raises_its_own_error(
 
     with pytest.raises(OSError, match="input file vanished"):
         await babou.export_many(ids(), tmp_path)
+
+
+async def test_a_bad_id_in_a_list_is_refused_before_any_request(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A list is checked in full first: its bad item (even an unhashable one) sends nothing."""
+    pid = fake.seed_project()
+    for bad in (5, ["prj_abc"], "nope"):
+        fake.clear_requests()
+        with pytest.raises(ValidationError, match=r"project_ids\[1\]"):
+            await babou.export_many([pid, bad], tmp_path)  # type: ignore[list-item]
+        assert [] == fake.requests
+
+
+async def test_a_bad_id_in_a_lazy_source_stops_the_reading(
+    fake: FakeBabou, babou: BabouSession, tmp_path: Path
+) -> None:
+    """A generator's bad item ends the batch like a failing source: the IDs before it finish."""
+    pid = fake.seed_project()
+
+    async def ids() -> AsyncIterator[object]:
+        yield pid
+        yield {"id": "prj_abc"}  # unhashable: a ValidationError, never a raw TypeError
+
+    with pytest.raises(ValidationError, match=r"project_ids\[1\]"):
+        await babou.export_many(ids(), tmp_path)  # type: ignore[arg-type]
+    assert await anyio.Path(tmp_path / f"{pid}.mp4").exists()
+    again = await babou.export_many([pid], tmp_path)
+    assert [True] == [r.ok and r.skipped for r in again]

@@ -206,10 +206,10 @@ async def test_timeout_during_outage_chains_the_last_error(fake: FakeBabou) -> N
     assert isinstance(info.value.__cause__, TransportError)
 
 
-async def test_start_export_after_ambiguous_failure_counts_409_as_started(
+async def test_start_export_after_ambiguous_failure_adopts_the_running_export(
     fake: FakeBabou, babou: BabouSession
 ) -> None:
-    """A start whose answer was lost is retried; the 409 that follows means it started."""
+    """A start whose answer was lost is not resent while a look finds the export running."""
     pid = fake.seed_project()
     # The first request is processed by the server, but the client sees a dropped connection
     # and retries: emulate with a 500 after the real start went through.
@@ -217,7 +217,9 @@ async def test_start_export_after_ambiguous_failure_counts_409_as_started(
     fake.inject("POST", f"/projects/{pid}/export", status=502)
     exported = await babou.start_export(pid)
     assert exported.status in (ExportStatus.QUEUED, ExportStatus.PROCESSING)
-    assert len(fake.find_requests(method="POST", path=f"/api/v1/projects/{pid}/export")) == 3
+    assert len(fake.find_requests(method="POST", path=f"/api/v1/projects/{pid}/export")) == 2
+    assert len(fake.find_requests(method="GET", path=f"/api/v1/projects/{pid}/export")) == 1
+    assert 1 == fake.renders(pid)
 
 
 async def test_estimate_spaces_out_early_polls(fake: FakeBabou) -> None:

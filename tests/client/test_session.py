@@ -484,12 +484,12 @@ async def test_get_retries_429_honouring_retry_after_seconds(
     """A 429 with Retry-After in seconds is waited out, then the GET succeeds; it is logged."""
     pid = fake.seed_project()
     fake.inject("GET", f"/projects/{pid}", status=429, headers={"Retry-After": "7"}, times=2)
-    with caplog.at_level(logging.WARNING, logger="babou_async"):
+    with caplog.at_level(logging.INFO, logger="babou_async"):
         project = await quick.get_project(pid)
     assert project.id == pid
     assert [7.0, 7.0] == sleeps.delays
     assert len(fake.find_requests(method="GET", path=f"/api/v1/projects/{pid}")) == 3
-    record = caplog.records[0]
+    record = next(r for r in caplog.records if r.name == "babou_async.http")
     assert (record.babou_method, record.babou_path, record.babou_attempt) == (  # type: ignore[attr-defined]
         "GET",
         f"/projects/{pid}",

@@ -15,6 +15,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,11 @@ def _gen(items: AsyncIterable[object]) -> Awaitable[list[object]]:
     return consume()
 
 
+async def _opened(stream: AbstractAsyncContextManager[object]) -> None:
+    async with stream:
+        pass
+
+
 METHODS: dict[str, tuple[dict[str, object], Invoke]] = {
     "create_project": ({"name": "Launch"}, lambda b, _, kw: b.create_project(**kw)),
     "list_projects": ({}, lambda b, _, kw: _gen(b.list_projects(**kw))),
@@ -178,6 +184,7 @@ METHODS: dict[str, tuple[dict[str, object], Invoke]] = {
         {"project_id": "prj_abc"},
         lambda b, d, kw: b.export_project(**{"dest_dir": d, **kw}),
     ),
+    "open_export": ({"project_id": "prj_abc"}, lambda b, _, kw: _opened(b.open_export(**kw))),
 }
 
 _PROJECT = bad_ids("prj_")
@@ -236,6 +243,10 @@ ARGUMENTS: dict[str, dict[str, list[object]]] = {
         "timeout": BAD_TIMEOUTS,
         "poll": BAD_POLLS,
     },
+    "open_export": {
+        "project_id": _PROJECT,
+        "range": [5, 1.5, b"bytes=0-1", (1,), (1, 2, 3), (-1, 5), (5, 2), ("a", "b"), [0, 1]],
+    },
     "export_project": {
         "project_id": _PROJECT,
         "start": BAD_BOOLS,
@@ -246,9 +257,8 @@ ARGUMENTS: dict[str, dict[str, list[object]]] = {
     },
 }
 
-#: Arguments no public method checks yet (the method bodies are the lead's): the cases are
-#: kept, as strict xfails, so that each one flips to a failure the day it is checked.
-UNCHECKED: dict[str, list[object]] = {
+#: Per-call options shared by several methods: each method's bad values of each.
+PER_CALL: dict[str, list[object]] = {
     "retry": BAD_RETRIES,
     "poll": BAD_POLLS,
     "estimate": BAD_ESTIMATES,
@@ -258,8 +268,8 @@ UNCHECKED: dict[str, list[object]] = {
     "dest_dir": BAD_PATHS,
     "size": [-1, 0.5, "10", True],
 }
-UNCHECKED_IN: dict[str, tuple[str, ...]] = {
-    "retry": ("get_project", "create_project", "download_export", "start_export"),
+PER_CALL_IN: dict[str, tuple[str, ...]] = {
+    "retry": ("get_project", "create_project", "download_export", "start_export", "open_export"),
     "poll": ("wait_for_chapter", "wait_for_asset", "wait_for_export", "watch_export"),
     "estimate": ("wait_for_chapter", "wait_for_export", "watch_export"),
     "progress": ("download_export", "download_exports", "export_many"),
@@ -286,20 +296,6 @@ def _case(method: str, argument: str, value: object) -> Case:
     return Case(method, argument, value, call, mentions=_mention(argument))
 
 
-#: project_ids the batch methods do not check yet (their bodies are the lead's): the fix is
-#: to call ``proto.check_project_ids`` (``download_exports``) and
-#: ``proto.check_project_id_source`` plus a per-item ``check_id`` (``export_many``).
-UNCHECKED_IDS: dict[str, list[object]] = {
-    "download_exports": [None, 123, _A_MAPPING, _AN_OBJECT],
-    "export_many": BAD_ID_LISTS,
-}
-
-
-def _unchecked(case: Case) -> bool:
-    values = UNCHECKED_IDS.get(case.method, []) if case.argument == "project_ids" else []
-    return any(case.value is value for value in values)
-
-
 def cases() -> Iterator[Case]:
     """Every (method, argument, bad value) of :data:`ARGUMENTS`."""
     for method, arguments in ARGUMENTS.items():
@@ -308,16 +304,15 @@ def cases() -> Iterator[Case]:
                 yield _case(method, argument, value)
 
 
-def unchecked_cases() -> Iterator[Case]:
-    """The cases of :data:`UNCHECKED` (expected to fail until the lead checks them)."""
-    for argument, values in UNCHECKED.items():
-        for method in UNCHECKED_IN[argument]:
+def per_call_cases() -> Iterator[Case]:
+    """The cases of :data:`PER_CALL`, in each method of :data:`PER_CALL_IN`."""
+    for argument, values in PER_CALL.items():
+        for method in PER_CALL_IN[argument]:
             for value in values:
                 yield _case(method, argument, value)
 
 
-CASES = [case for case in cases() if not _unchecked(case)]
-LEAD_CASES = [*unchecked_cases(), *(case for case in cases() if _unchecked(case))]
+CASES = [*cases(), *per_call_cases()]
 
 # --------------------------------------------------------------------------------------
 # Running them
@@ -360,22 +355,6 @@ async def test_bad_argument_is_refused_before_any_request(
     case: Case, sim: FakeBabou, tmp_path: Path
 ) -> None:
     """The bad value raises ValidationError naming its argument, and nothing is sent."""
-    await _check(case, sim, tmp_path)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="lead: not checked yet"))
-        for c in LEAD_CASES
-    ],
-    ids=[c.id for c in LEAD_CASES],
-)
-async def test_unchecked_argument_is_refused_before_any_request(
-    case: Case, sim: FakeBabou, tmp_path: Path
-) -> None:
-    """Lead: per-call retry, poll, estimate, callbacks, paths and batch IDs checked first too."""
     await _check(case, sim, tmp_path)
 
 

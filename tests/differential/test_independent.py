@@ -538,15 +538,55 @@ async def test_creates_are_not_resent_after_an_ambiguous_failure() -> None:
 
 
 async def test_start_export_after_ambiguous_failure_follows_the_started_export() -> None:
-    """A start retried after a drop gets 409 and follows the export the first attempt started."""
+    """After a drop, a look finds the export the first attempt started: no second start."""
     async with IndependentBabou(seed=16) as sim, _session(sim) as babou:
         pid = sim.add_project()
         sim.inject("drop-after", method="POST", path="/export$")
         export = await babou.start_export(pid)
         assert export.status in (ExportStatus.QUEUED, ExportStatus.PROCESSING)
-        assert [r.status for r in sim.api_requests("POST", "/export$")] == [None, 409]
+        assert [r.status for r in sim.api_requests("POST", "/export$")] == [None]
+        assert [r.status for r in sim.api_requests("GET", "/export$")] == [200]
         done = await babou.wait_for_export(pid, timeout=5)
         assert done.status is ExportStatus.COMPLETED
+        assert sim.renders(pid) == 1
+
+
+async def test_a_lost_start_whose_render_finished_before_the_retry_is_not_rendered_again(
+    tmp_path: Path,
+) -> None:
+    """The job looked first (no export): a completed one after its lost start is its own."""
+    slow_retry = RetryPolicy(attempts=3, base_delay=0.4, max_delay=0.4, jitter=False)
+    async with (
+        IndependentBabou(seed=18, export_queued_seconds=0.0, export_processing_seconds=0.05) as sim,
+        _session(sim, retry=slow_retry) as babou,
+    ):
+        pid = sim.add_project()
+        sim.inject("drop-after", method="POST", path="/export$")
+        result = await babou.export_project(pid, tmp_path, reuse="completed")  # looks first
+        assert result.ok, result.error
+        assert sim.renders(pid) == 1
+        assert [r.status for r in sim.api_requests("POST", "/export$")] == [None]
+        assert sim.video(pid) == await _read(result.path)
+
+
+async def test_a_lost_start_after_a_failed_export_adopts_the_new_completed_one(
+    tmp_path: Path,
+) -> None:
+    """A failed export before, a completed one after the lost start: ours, not restarted."""
+    slow_retry = RetryPolicy(attempts=3, base_delay=0.4, max_delay=0.4, jitter=False)
+    async with (
+        IndependentBabou(seed=19, export_queued_seconds=0.0, export_processing_seconds=0.05) as sim,
+        _session(sim, retry=slow_retry) as babou,
+    ):
+        pid = sim.add_project()
+        sim.fail_render(pid)
+        sim.put_export(pid)  # a failed export is there
+        sim.failing.clear()
+        sim.inject("drop-after", method="POST", path="/export$")
+        result = await babou.export_project(pid, tmp_path, reuse="completed")
+        assert result.ok, result.error
+        assert sim.renders(pid) == 2  # the failed one and ours
+        assert sim.video(pid) == await _read(result.path)
 
 
 async def test_5xx_after_the_fact_on_creates_and_exports() -> None:
@@ -560,9 +600,10 @@ async def test_5xx_after_the_fact_on_creates_and_exports() -> None:
 
         pid = sim.add_project()
         sim.inject("503-after", method="POST", path="/export$")
-        export = await babou.start_export(pid)  # the 409 of the resend proves it started
+        export = await babou.start_export(pid)  # a look before the resend finds it started
         assert export.status in (ExportStatus.QUEUED, ExportStatus.PROCESSING)
-        assert [r.status for r in sim.api_requests("POST", "/export$")] == [503, 409]
+        assert [r.status for r in sim.api_requests("POST", "/export$")] == [503]
+        assert sim.renders(pid) == 1
 
 
 async def test_watch_export_transitions_under_faults() -> None:

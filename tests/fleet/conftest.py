@@ -10,10 +10,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from babou_async.contrib.saq import FleetQueue
 
 
 def _start(directory: Path) -> tuple[subprocess.Popen[bytes], Path]:
@@ -75,3 +79,16 @@ def redis_url(redis_socket: Path) -> str:
     client.flushall()
     client.close()
     return f"unix://{redis_socket}"
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[FleetQueue]:
+    """The fleet's queue on the test Redis, connected (to watch the jobs from the test)."""
+    from babou_async.contrib import saq
+
+    q = saq.open_queue(redis_url)
+    await q.connect()
+    try:
+        yield q
+    finally:
+        await q.disconnect()

@@ -17,16 +17,23 @@ from babou_async import (
     AsyncPager,
     BabouSession,
     Chapter,
+    DownloadProgressEvent,
     DownloadResult,
     Export,
     ExportEvent,
     ExportResult,
     ExportStatus,
+    ExportStream,
+    Hooks,
     PollPolicy,
     Project,
     PromptSubmission,
     RateLimit,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
     RetryPolicy,
+    StatusChangeEvent,
     Timeouts,
 )
 from babou_async.testing import Clock, FakeBabou, RecordedRequest
@@ -51,6 +58,13 @@ async def check_session(babou: BabouSession) -> None:
     assert_type(await babou.download_exports(["prj_x"], "videos"), list[DownloadResult])
     async for chunk in babou.iter_export_bytes("prj_x"):
         assert_type(chunk, bytes)
+    async with babou.open_export("prj_x", range="bytes=0-99") as video:
+        assert_type(video, ExportStream)
+        assert_type(video.content_range, str | None)
+        assert_type(video.headers, dict[str, str])
+        async for chunk in video.iter_bytes():
+            assert_type(chunk, bytes)
+    assert_type(babou.open_export("prj_x", range=(0, 99)), ExportStream)
     results = await babou.export_many(["prj_x"], "videos", reuse="completed")
     assert_type(results, list[ExportResult])
     assert_type(await babou.export_project("prj_x", "videos"), ExportResult)
@@ -74,6 +88,33 @@ def check_options() -> None:
         clock=Clock(sleep=sleep, random=lambda: 0.5),
     )
     del on_event
+
+
+def check_hooks() -> None:
+    """Hooks take sync and async callables of their event; the session takes them and proxy=."""
+
+    def on_response(event: ResponseEvent) -> None:
+        assert_type(event.status, int | None)
+        assert_type(event.elapsed, float)
+
+    async def on_retry(event: RetryEvent) -> None:
+        assert_type(event.delay, float)
+
+    def on_status(event: StatusChangeEvent) -> None:
+        assert_type(event.terminal, bool)
+
+    def on_bytes(event: DownloadProgressEvent) -> None:
+        assert_type(event.bytes_total, int | None)
+
+    hooks = Hooks(
+        on_response=[on_response],
+        on_retry=[on_retry],
+        on_status_change=[on_status],
+        on_download_progress=[on_bytes],
+        on_request=[lambda event: assert_type(event, RequestEvent)],
+    )
+    BabouSession("sk-bab-x", hooks=hooks, proxy="http://proxy.example:3128")
+    BabouSession("sk-bab-x", proxy=False)
 
 
 async def check_testing(fake: FakeBabou) -> None:

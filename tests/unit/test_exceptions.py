@@ -26,6 +26,7 @@ from babou_async import (
     JournalLockedError,
     NotFoundError,
     PayloadTooLargeError,
+    RangeNotSatisfiableError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -60,6 +61,7 @@ EXPECTED_BASES: dict[type[BaseException], set[type[BaseException]]] = {
     ExportNotReadyError: {ExportError},
     DownloadError: {BabouError},
     IntegrityError: {DownloadError},
+    RangeNotSatisfiableError: {DownloadError},
     JournalLockedError: {BabouError},
 }
 
@@ -377,6 +379,7 @@ ONE_OF_EACH: list[BabouError] = [
     ExportNotReadyError("prj_x", "processing"),
     DownloadError("disk full", project_id="prj_x", path="/tmp/v.mp4"),  # noqa: S108
     IntegrityError("short", project_id="prj_x", path="/tmp/v.mp4"),  # noqa: S108
+    RangeNotSatisfiableError("bytes=900-", size=800, project_id="prj_x"),
     JournalLockedError("another batch", path="/tmp/.babou-journal.sqlite3"),  # noqa: S108
 ]
 

@@ -153,6 +153,15 @@ def test_ceiling_token_bucket(rps: float, burst: int, waits: list[float]) -> Non
     assert pytest.approx(waits) == observed
 
 
+def test_an_answer_never_lowers_a_ceiling_the_sender_has_not_reached() -> None:
+    """A ceiling starts where it is set: the first answers, sent slowly, keep it there."""
+    rate = AdaptiveRate(RateLimit(requests_per_second=50.0, burst=5), now=0.0)
+    for step in range(1, 6):
+        assert rate.take(step * 0.5)
+        rate.on_response(step * 0.5 + 0.01, 200, None)
+    assert 50.0 == rate.rate
+
+
 @pytest.mark.parametrize(
     ("config", "capacity"),
     [

@@ -1,0 +1,1 @@
+"""Optional integrations; nothing in the core imports them."""
