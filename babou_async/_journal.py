@@ -113,8 +113,17 @@ class Journal:
             OSError: The directory cannot hold a database.
         """
         path = directory / JOURNAL_NAME
-        connection = await anyio.to_thread.run_sync(_connect, path, exclusive)
-        return cls(connection, path)
+        # Processes (or jobs) opening a new journal at once race to switch it to WAL, which
+        # SQLite refuses without waiting: a shared opener tries again, for about 10 s.
+        attempts = 1 if exclusive else _SHARED_OPEN_ATTEMPTS
+        for attempt in range(attempts):
+            connection = await anyio.to_thread.run_sync(
+                _connect, path, exclusive, attempt == attempts - 1
+            )
+            if connection is not None:
+                return cls(connection, path)
+            await anyio.sleep(min(0.25, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
 
     async def __aenter__(self) -> Self:
         return self
@@ -161,7 +170,12 @@ class Journal:
         )
 
 
-def _connect(path: Path, exclusive: bool) -> sqlite3.Connection:
+#: How often a shared (non-exclusive) open is tried while the journal is locked: about 10 s.
+_SHARED_OPEN_ATTEMPTS = 48
+
+
+def _connect(path: Path, exclusive: bool, last: bool) -> sqlite3.Connection | None:
+    """The journal's connection; ``None`` when it is locked and this is not the ``last`` try."""
     connection = sqlite3.connect(path, timeout=0 if exclusive else 10, check_same_thread=False)
     try:
         if exclusive:
@@ -177,6 +191,8 @@ def _connect(path: Path, exclusive: bool) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         connection.close()
         if "locked" in str(exc) or "busy" in str(exc):
+            if not last:
+                return None
             raise JournalLockedError(
                 f"another batch is writing to {path.parent} (its journal {path.name} is locked); "
                 "wait for it to finish or use another directory",

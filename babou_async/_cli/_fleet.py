@@ -36,7 +36,7 @@ from ._options import (
     timeout_option,
 )
 from ._output import Writer, fail, write_line
-from ._results import EXIT_FAILED, EXIT_OK, Outcome
+from ._results import EXIT_FAILED, EXIT_OK, Outcome, plural
 from ._running import Interrupt, interruptible, run, showing
 
 __all__ = ["enqueue_cmd", "worker_cmd"]
@@ -134,8 +134,8 @@ def _print_enqueued(states: Sequence[Any], as_json: bool) -> None:
     counts = {s: sum(1 for x in states if x.state == s) for s in ("queued", "pending", "done")}
     write_line(
         sys.stdout,
-        f"Enqueued {counts['queued']} export(s); {counts['pending']} already queued or "
-        f"running, {counts['done']} already done.",
+        f"Enqueued {plural(counts['queued'], 'export')}; {counts['pending']} already queued "
+        f"or running, {counts['done']} already done.",
     )
 
 

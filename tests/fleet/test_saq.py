@@ -341,8 +341,8 @@ def test_the_enqueue_command_in_plain_text_and_its_usage_errors(
     assert 0 == main(["enqueue", "prj_plain", "--queue", redis_url])
     lines = capsys.readouterr().out.splitlines()
     assert [
-        "Enqueued 1 export(s); 0 already queued or running, 0 already done.",
-        "Enqueued 0 export(s); 1 already queued or running, 0 already done.",
+        "Enqueued 1 export; 0 already queued or running, 0 already done.",
+        "Enqueued 0 exports; 1 already queued or running, 0 already done.",
     ] == lines
     assert 2 == main(["enqueue", "prj_plain", "--queue", "http://nowhere"])
     assert 2 == main(["enqueue", "--queue", redis_url])
