@@ -28,6 +28,8 @@ from . import Options, Result, ServerProcess, check, median
 
 NAME = "overhead"
 TARGET = 1.25
+#: Issue #9: >= 0.9x a raw loop's calls per second with many concurrent callers.
+TARGET_CONCURRENT = 1 / 0.9
 
 Call = Callable[[], Awaitable[object]]
 
@@ -141,14 +143,15 @@ def run(opts: Options) -> list[Result]:
                 "raw_cpu_us_per_call": median([r[1] for r in raw]) / count * 1e6,
             }
             suffix = "" if client == "default" else ".unlimited"
+            target = TARGET_CONCURRENT if mode == "concurrent" else TARGET
             results.append(
                 Result(
                     f"overhead.{mode}{suffix}",
                     median([o[0] for o in ours]) / count * 1e6,
                     median([r[0] for r in raw]) / count * 1e6,
                     figure,
-                    f"ours/raw <= {TARGET:.2f}",
-                    check(figure <= TARGET),
+                    f"ours/raw <= {target:.2f}",
+                    check(figure <= target),
                     "us/call",
                     details,
                 )
