@@ -114,16 +114,16 @@ class Journal:
         """
         path = directory / JOURNAL_NAME
         # Processes (or jobs) opening a new journal at once race to switch it to WAL, which
-        # SQLite refuses without waiting: a shared opener tries again, for about 10 s.
-        attempts = 1 if exclusive else _SHARED_OPEN_ATTEMPTS
-        for attempt in range(attempts):
-            connection = await anyio.to_thread.run_sync(
-                _connect, path, exclusive, attempt == attempts - 1
-            )
+        # SQLite refuses without waiting: a shared opener tries again, for about 10 s in all.
+        deadline = anyio.current_time() + _SHARED_OPEN_SECONDS
+        attempt = 0
+        while True:
+            last = exclusive or anyio.current_time() >= deadline
+            connection = await anyio.to_thread.run_sync(_connect, path, exclusive, last)
             if connection is not None:
                 return cls(connection, path)
             await anyio.sleep(min(0.25, 0.005 * 2**attempt))
-        raise AssertionError("unreachable")
+            attempt += 1
 
     async def __aenter__(self) -> Self:
         return self
@@ -170,13 +170,16 @@ class Journal:
         )
 
 
-#: How often a shared (non-exclusive) open is tried while the journal is locked: about 10 s.
-_SHARED_OPEN_ATTEMPTS = 48
+#: How long a shared (non-exclusive) open keeps trying while the journal is locked.
+_SHARED_OPEN_SECONDS = 10.0
+#: How long a shared writer waits for another's write (SQLite's busy timeout), once open.
+_BUSY_MS = 10_000
 
 
 def _connect(path: Path, exclusive: bool, last: bool) -> sqlite3.Connection | None:
     """The journal's connection; ``None`` when it is locked and this is not the ``last`` try."""
-    connection = sqlite3.connect(path, timeout=0 if exclusive else 10, check_same_thread=False)
+    # While opening, a short busy wait: the caller retries until its deadline.
+    connection = sqlite3.connect(path, timeout=0 if exclusive else 1, check_same_thread=False)
     try:
         if exclusive:
             connection.execute("PRAGMA locking_mode = EXCLUSIVE")
@@ -199,4 +202,6 @@ def _connect(path: Path, exclusive: bool, last: bool) -> sqlite3.Connection | No
                 path=str(path),
             ) from None
         raise OSError(f"cannot use the journal {path}: {exc}") from exc
+    if not exclusive:
+        connection.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
     return connection

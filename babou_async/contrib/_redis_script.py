@@ -19,7 +19,20 @@ these differences:
   lowers the rate: a known ceiling holds through a quiet spell (in-process, the first answer
   after a quiet start drops a ceiling to twice the measured rate);
 * polls wait while a progress request of the fleet waits, and take a token only while the
-  bucket keeps a quarter of it in reserve.
+  bucket keeps a quarter of it in reserve;
+* the end of the slow start is cut from what the fleet measurably sent, not from the slow
+  start's rate (it grows by an eighth per answer: dozens of answers within half a second
+  took it to 400 req/s while the fleet sent 50, and a cut from there stayed far above the
+  limit); it paces at 0.45 of what the server accepted, as in-process, but recovers along
+  the curve towards that (CUBIC's window at the loss) instead of only probing above 0.45;
+* the bucket is emptied at every cut: what it held would go at once into the server's
+  bucket, empty too, and its 429s would be taken for a limit below the new rate;
+* a probation is judged on at least 8 answers (three 429s among the first three or four
+  said little: 429s are reported at once, successes with a worker's next call), and takes
+  the server to accept at least an eighth of the rate, so that one judgement never sends
+  the fleet to its floor;
+* the slow start's cut, undone as noise, goes back to pacing at what the fleet sent, never
+  back to the slow start (that burst again, then a cut to the floor: issue #10's collapse).
 """
 
 from __future__ import annotations
@@ -65,6 +78,7 @@ local START_RATE, START_GROWTH, START_WINDOW, START_SHARE = 16.0, 0.125, 8, 0.25
 local START_EXIT, OPEN_RATE, BURST_SECONDS = 0.45, 4096.0, 0.25
 local CUBIC, PROBING, ALPHA, NOISE_SLACK = 0.001, 0.001 / 8, 1 / 64, 1 / 128
 local NOISE_MAX, PROBE, PROBE_429, IGNORE_MAX, PACE = 0.25, 32, 3, 2.0, 0.95
+local PROBE_MIN = 8
 local MEASURE_BUCKET, SMOOTHING, EPSILON = 0.5, 0.8, 1e-9
 
 local s = {}
@@ -122,8 +136,11 @@ local function measure()
 end
 
 local function sending_rate()
+  local measured = math.max(s.mr, s.mbc / math.max(now - s.mbs, MEASURE_BUCKET))
+  -- In slow start the rate grows by an eighth per answer, far faster than the fleet sends.
+  if s.mode == 'start' then return math.min(s.rate, measured) end
   if s.mode ~= 'open' and now - s.blk < 1.0 then return s.rate end
-  return math.max(s.mr, s.mbc / math.max(now - s.mbs, MEASURE_BUCKET))
+  return measured
 end
 
 local function pause(seconds)
@@ -165,17 +182,17 @@ local function cut()
   s.cuts, s.ev, s.ev_sb, s.ev_until = s.cuts + 1, 1, s.seq, now + IGNORE_MAX
   s.ev_fs, s.ev_a, s.ev_t = -1, 0, 0
   s.u_mode, s.u_rate, s.u_wmax, s.u_ep, s.u_k = s.mode, s.rate, s.wmax, s.ep, s.k
-  local sending = sending_rate()
-  local current = sending
-  if s.mode == 'open' then
-    s.tok, s.ts = 0, now
-  else
-    current = math.min(s.rate, sending)
-  end
+  local current = sending_rate()
+  if s.mode ~= 'open' then current = math.min(s.rate, current) end
+  -- The bucket starts empty: what it held would go at once into the server's, empty too.
+  s.tok, s.ts = 0, now
   local w_max, rate
   if s.mode == 'start' then
-    w_max = current * (1 - bits(s.win) / START_WINDOW) * START_EXIT
-    rate = w_max
+    -- Back along the curve towards what the server accepted (CUBIC's W_max at the loss).
+    w_max = current * math.max(1 - bits(s.win) / START_WINDOW, 1 / START_WINDOW)
+    rate = w_max * START_EXIT
+    -- Undone (taken for noise), the fleet paces at what it sent, not at the start's rate.
+    s.u_mode, s.u_rate, s.u_wmax, s.u_ep, s.u_k = 'steady', current, current, now, 0
   else
     w_max, rate = current * (1 + factor) / 2, current * factor
   end
@@ -187,7 +204,7 @@ end
 local function probe(is_429)
   s.ev_a = s.ev_a + 1
   if is_429 then s.ev_t = s.ev_t + 1 end
-  if s.ev_a < PROBE and s.ev_t < PROBE_429 then return end
+  if s.ev_a < PROBE and (s.ev_t < PROBE_429 or s.ev_a < PROBE_MIN) then return end
   local share = s.ev_t / s.ev_a
   if s.ev_t == 0 then
     s.noise, s.ev = s.noise * 0.75, 0
@@ -195,7 +212,7 @@ local function probe(is_429)
   elseif share <= 1.5 * s.noise then
     undo()
   elseif s.ev_fs < 0 or share < s.ev_fs / 2 then
-    local accepted = (1 - share) * math.min(s.rate, sending_rate())
+    local accepted = math.max(1 - share, 1 / PROBE_MIN) * math.min(s.rate, sending_rate())
     restart_recovery(accepted, math.min(accepted * PACE, s.rate * 0.8))
     s.ev_fs, s.ev_sb, s.ev_until, s.ev_a, s.ev_t = share, s.seq, now + IGNORE_MAX, 0, 0
   else

@@ -48,3 +48,14 @@ async def test_an_exclusive_batch_still_refuses_a_second_one_at_once(tmp_path: P
             await Journal.open(tmp_path, exclusive=True)
     finally:
         await first.aclose()
+
+
+@pytest.mark.slow
+async def test_a_job_beside_a_running_batch_is_refused_within_seconds(tmp_path: Path) -> None:
+    """A shared opener of a journal a batch holds gives up after its deadline, not minutes."""
+    first = await Journal.open(tmp_path, exclusive=True)
+    try:
+        with anyio.fail_after(30), pytest.raises(JournalLockedError):
+            await Journal.open(tmp_path, exclusive=False)
+    finally:
+        await first.aclose()
