@@ -55,12 +55,18 @@ async def final_path(dest: str | os.PathLike[str], project_id: str) -> Path:
     return await anyio.to_thread.run_sync(final_path_sync, dest, project_id)
 
 
-def existing_size_sync(path: Path) -> int | None:
-    """The size of the file at ``path``, or ``None`` if there is none."""
+def stat_sync(path: Path) -> os.stat_result | None:
+    """The file at ``path``, or ``None`` if there is none (blocking: call it in a thread)."""
     try:
-        return path.stat().st_size
+        return path.stat()
     except FileNotFoundError:
         return None
+
+
+def existing_size_sync(path: Path) -> int | None:
+    """The size of the file at ``path``, or ``None`` if there is none."""
+    stat = stat_sync(path)
+    return None if stat is None else stat.st_size
 
 
 async def existing_size(path: Path) -> int | None:

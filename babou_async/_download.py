@@ -278,8 +278,7 @@ async def save_export(
     """:func:`download_export`, also returning what was saved (``None`` when skipped)."""
     proto.check_path(dest, "dest")
     proto.check_callback(progress, "progress")
-    proto.check_retry(retry)
-    policy = retry or rt.retry
+    policy = rt.retry_policy(retry)
     url = await download_url(rt, project_id, policy, export)
     final = await _final_path(dest, project_id)
     existing = None if overwrite else await destinations.existing_size(final)
@@ -392,7 +391,7 @@ async def iter_export_bytes(
         ExportFailedError: The export failed.
         DownloadError: The content changed mid-stream or could not be fetched.
     """
-    policy = retry or rt.retry
+    policy = rt.retry_policy(retry)
     stream = _Stream(rt, project_id, await download_url(rt, project_id, policy), policy)
     delivered = 0
     async for position, chunk in stream:
@@ -429,7 +428,7 @@ async def download_exports(
     directory = proto.check_path(dest_dir, "dest_dir")
     proto.check_callback(progress, "progress")
     proto.check_callback(on_result, "on_result")
-    proto.check_retry(retry)
+    rt.retry_policy(retry)  # checked before any request
     if not directory.endswith(("/", os.sep)):
         directory += os.sep  # one rule for destinations: a trailing separator means "a directory"
     unique = list(dict.fromkeys(ids))

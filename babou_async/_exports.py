@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin, urlsplit
 
 from . import _otel as otel
@@ -31,6 +31,9 @@ from ._redaction import REDACTED, Redactor
 from ._rerun import UNKNOWN, took_effect
 from ._runtime import Runtime
 from ._transport import strip_query
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = [
     "download_url",
@@ -100,7 +103,58 @@ async def get_export(
     return proto.parse_export(raw, payload, project_id)
 
 
-async def watch_export(
+class _ExportWatch:
+    """
+    One watch of an export: its looks, its lifecycle span, and its errors.
+
+    An object whose methods :func:`poll` calls, rather than a generator around poll's:
+    10,000 watches would hold 10,000 of each.
+    """
+
+    __slots__ = ("_operation", "_project_id", "_retry", "_rt", "_span", "_started", "_timeout")
+
+    def __init__(
+        self,
+        rt: Runtime,
+        project_id: str,
+        retry: RetryPolicy | None,
+        timeout: float,
+        operation: str | None,
+    ) -> None:
+        self._rt = rt
+        self._project_id = project_id
+        self._retry = retry
+        self._timeout = timeout
+        self._operation = operation
+        self._started = False
+        self._span: Span | None = None
+
+    async def fetch(self) -> tuple[Export, str, bool]:
+        """One poll (the first one starts the lifecycle's span)."""
+        rt, project_id = self._rt, self._project_id
+        if not self._started:
+            self._started = True
+            self._span = otel.lifecycle_span(rt.observer.tracing, self._operation, project_id)
+        # get_export's two lines, not a call to it: one coroutine less per waiting poll.
+        with otel.current(self._span):  # each poll is a child of the lifecycle
+            raw, payload = await rt.send(
+                proto.build_get_export(project_id), retry=self._retry, priority=RequestPriority.POLL
+            )
+        export = proto.parse_export(raw, payload, project_id)
+        if export.is_terminal:
+            rt.estimates.forget(project_id)
+        return export, export.status_raw, export.is_terminal
+
+    def timed_out(self, exc: WaitTimeoutError) -> ExportTimeoutError:
+        """The error for a passed deadline."""
+        return ExportTimeoutError(self._project_id, exc.last_status, self._timeout)
+
+    def ended(self, status: str | None, error: BaseException | None) -> None:
+        """End the lifecycle's span with the last status, or the error it ended on."""
+        otel.end_lifecycle(self._span, status, error)
+
+
+def watch_export(
     rt: Runtime,
     project_id: str,
     *,
@@ -115,33 +169,21 @@ async def watch_export(
 
     ``operation`` names the lifecycle's span (``None``: the caller has its own).
     """
-    last: Export | None = None
-    age = 0.0
+    since = None
     known = rt.estimates.recall(project_id) if estimate is None else None
     if known is not None:  # what start_export said, counted from when it said it
-        estimate, age = known[0], rt.clock.monotonic() - known[1]
-    span = otel.lifecycle_span(rt.observer.tracing, operation, project_id)
-    error: BaseException | None = None
-
-    async def fetch() -> tuple[Export, str, bool]:
-        with otel.current(span):  # each poll is a child of the lifecycle
-            export = await get_export(rt, project_id, retry, RequestPriority.POLL)
-        return export, export.status_raw, export.is_terminal
-
-    try:
-        async for export in poll(rt, fetch, timeout, poll_policy, estimate, age):
-            last = export
-            if export.is_terminal:
-                rt.estimates.forget(project_id)
-            yield export
-    except WaitTimeoutError as exc:
-        error = ExportTimeoutError(project_id, last.status_raw if last else None, timeout)
-        raise error from exc.__cause__
-    except Exception as exc:
-        error = exc
-        raise
-    finally:
-        otel.end_lifecycle(span, last.status_raw if last else None, error)
+        estimate, since = known
+    watch = _ExportWatch(rt, project_id, retry, timeout, operation)
+    return poll(
+        rt,
+        watch.fetch,
+        timeout,
+        poll_policy,
+        estimate,
+        since,
+        timed_out=watch.timed_out,
+        ended=watch.ended,
+    )
 
 
 async def wait_for_export(

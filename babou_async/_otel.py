@@ -143,17 +143,22 @@ def end_lifecycle(span: Span | None, status: str | None, error: BaseException | 
     span.end()
 
 
-@contextlib.contextmanager
-def current(span: Span | None) -> Iterator[None]:
+_UNTRACED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def current(span: Span | None) -> contextlib.AbstractContextManager[None]:
     """
     Make ``span`` the current one for the ``with`` body (its requests become children).
 
     Never held across a ``yield`` of an async generator: the context is attached and
-    detached in the same task, around one awaited step.
+    detached in the same task, around one awaited step. Without a span, a shared no-op
+    (no generator per poll).
     """
-    if span is None:
-        yield
-        return
+    return _UNTRACED if span is None else _using(span)
+
+
+@contextlib.contextmanager
+def _using(span: Span) -> Iterator[None]:
     # A failed step (a poll the watch rides through) is no failure of the lifecycle.
     with trace.use_span(
         span, end_on_exit=False, record_exception=False, set_status_on_exception=False

@@ -8,8 +8,11 @@ deadline, and polls through transient failures.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -36,6 +39,19 @@ T = TypeVar("T")
 #: One status look: returns ``(item, status text, is terminal)``.
 Fetch = Callable[[], Awaitable[tuple[T, str, bool]]]
 
+if sys.version_info >= (3, 11):
+    # A Timeout and a timer per poll. anyio's cancel scope adds two sets, weak references
+    # and a generator-based context manager (about 1 KiB), and each of 10,000 watches may
+    # have a poll waiting for a connection. Both raise TimeoutError.
+    _within = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+
+    @contextlib.asynccontextmanager
+    async def _within(seconds: float) -> AsyncIterator[None]:
+        with anyio.fail_after(seconds):
+            yield
+
+
 # What a poll survives while the deadline allows: an outage, a long 429, and DecodeError
 # too (one HTML page from a proxy must not end a watch).
 _TRANSIENT = (TransportError, ServerError, RateLimitError, DecodeError)
@@ -58,6 +74,25 @@ class _Watch:
     @property
     def deadline(self) -> float:
         return self.start + self.timeout
+
+    def failed(self, exc: BabouError) -> float:
+        """A transient failure to poll through: the server's wait (raises after the last look)."""
+        if self.final:
+            raise self.passed() from exc
+        self.last_error = exc
+        return getattr(exc, "retry_after", None) or 0.0
+
+    def seen(self, item: object, status: str, terminal: bool) -> bool:
+        """A successful look: whether to yield it (a change of status, or the end)."""
+        self.last_error = None
+        if self.estimate is None:
+            self.estimate = getattr(item, "estimated_seconds", None)
+        return status != self.last_status or terminal
+
+    def go_on(self) -> None:
+        """After a look that was not terminal: raise if it was the last one."""
+        if self.final:
+            raise self.passed() from self.last_error
 
     def passed(self) -> WaitTimeoutError:
         """The error for a passed deadline (callers re-raise it naming what was waited for)."""
@@ -90,65 +125,91 @@ class _Watch:
         return delay
 
 
-async def poll(
+def poll(
     rt: Runtime,
     fetch: Fetch[T],
     timeout: float,
     policy: PollPolicy | None,
     estimate: tuple[float, float] | None,
-    age: float = 0.0,
-) -> AsyncIterator[T]:
+    since: float | None = None,
+    *,
+    timed_out: Callable[[WaitTimeoutError], BaseException] | None = None,
+    ended: Callable[[str | None, BaseException | None], None] | None = None,
+) -> AsyncGenerator[T, None]:
     """
     Yield ``fetch()`` results on each change of status, and the terminal one.
 
-    ``estimate`` is the job's expected duration; ``age`` how long ago the job started (the
-    estimate counts from then).
+    ``estimate`` is the job's expected duration; ``since`` when (on the runtime's clock) the
+    job started, which the estimate counts from (default: when the watch begins). The
+    arguments are checked here, at the call; the generator polls once iterated.
 
     Transient failures that outlast the retry policy (an outage, a long 429) do not end the
     poll while the deadline allows: they are logged and polled through, and the last one is
-    chained to the :class:`WaitTimeoutError` if the deadline passes.
+    chained to the :class:`WaitTimeoutError` if the deadline passes. ``timed_out`` turns
+    that error into the caller's own (raised from the same cause); ``ended`` is told the
+    last status and the error (``None`` when it ended well or was closed) once it ends.
+    A caller passes these rather than wrapping this generator in one of its own: 10,000
+    watches would hold 10,000 of each.
     """
     proto.check_poll(policy)
     estimate = proto.check_estimate(estimate)
+    return _poll(rt, fetch, timeout, policy or rt.poll, estimate, since, timed_out, ended)
+
+
+async def _poll(
+    rt: Runtime,
+    fetch: Fetch[T],
+    timeout: float,
+    policy: PollPolicy,
+    estimate: tuple[float, float] | None,
+    since: float | None,
+    timed_out: Callable[[WaitTimeoutError], BaseException] | None,
+    ended: Callable[[str | None, BaseException | None], None] | None,
+) -> AsyncGenerator[T, None]:
     clock = rt.clock
+    start = clock.monotonic()
     watch = _Watch(
-        policy=policy or rt.poll,
+        policy=policy,
         timeout=timeout,
-        start=clock.monotonic(),
+        start=start,
         estimate=estimate,
-        age=age,
+        age=0.0 if since is None else max(0.0, start - since),
     )
     # The last look, after sleeping up to the deadline, gets a short grace to answer.
     grace = min(5.0, max(0.05, timeout * 0.05))
-    while True:
-        limit = grace if watch.final else max(0.0, watch.deadline - clock.monotonic())
-        server_wait = 0.0
-        try:
-            with anyio.fail_after(limit):
-                item, status, terminal = await fetch()
-        except _TRANSIENT as exc:
-            if watch.final:
-                raise watch.passed() from exc
-            watch.last_error = exc
-            server_wait = getattr(exc, "retry_after", None) or 0.0
-            log.info("poll failed, will poll again: %s", rt.redact(str(exc)))
-        except TimeoutError:
-            raise watch.passed() from watch.last_error
-        else:
-            watch.last_error = None
-            if watch.estimate is None:
-                watch.estimate = getattr(item, "estimated_seconds", None)
-            if status != watch.last_status or terminal:
-                previous, watch.last_status = watch.last_status, status
-                await rt.observer.status_changed(item, status, previous, terminal)
-                yield item
-            if terminal:
-                return
-        if watch.final:
-            raise watch.passed() from watch.last_error
-        # A tight budget stretches the interval instead of queueing the poll behind it.
-        server_wait += rt.budget.suggested_poll_delay()
-        await clock.sleep(watch.next_delay(clock.monotonic(), clock.random(), server_wait))
+    error: BaseException | None = None
+    try:
+        while True:
+            limit = grace if watch.final else max(0.0, watch.deadline - clock.monotonic())
+            server_wait = 0.0
+            try:
+                async with _within(limit):
+                    item, status, terminal = await fetch()
+            except _TRANSIENT as exc:
+                server_wait = watch.failed(exc)
+                log.info("poll failed, will poll again: %s", rt.redact(str(exc)))
+            except TimeoutError:
+                raise watch.passed() from watch.last_error
+            else:
+                if watch.seen(item, status, terminal):
+                    previous, watch.last_status = watch.last_status, status
+                    await rt.observer.status_changed(item, status, previous, terminal)
+                    yield item
+                if terminal:
+                    return
+            watch.go_on()
+            # A tight budget stretches the interval instead of queueing the poll behind it.
+            server_wait += rt.budget.suggested_poll_delay()
+            await clock.sleep(watch.next_delay(clock.monotonic(), clock.random(), server_wait))
+    except WaitTimeoutError as exc:
+        error = exc if timed_out is None else timed_out(exc)
+        raise error from exc.__cause__
+    except Exception as exc:
+        error = exc
+        raise
+    finally:
+        if ended is not None:
+            ended(watch.last_status, error)
 
 
 async def wait(

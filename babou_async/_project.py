@@ -88,11 +88,8 @@ def checked_options(
 
 
 def _on_disk_sync(path: Path) -> OnDisk | None:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return OnDisk(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    stat = destinations.stat_sync(path)
+    return None if stat is None else OnDisk(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
 
 class _Job:

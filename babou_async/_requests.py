@@ -95,9 +95,12 @@ def _cached(builder: Callable[P, RequestSpec]) -> Callable[P, RequestSpec]:
 
     @functools.wraps(builder)
     def build(*args: P.args, **kwargs: P.kwargs) -> RequestSpec:
-        if not kwargs and all(type(arg) is str for arg in args):
-            return cached(*args)
-        return builder(*args, **kwargs)
+        if kwargs:
+            return builder(*args, **kwargs)
+        for arg in args:  # a loop, not all(...): this runs on every poll
+            if type(arg) is not str:
+                return builder(*args, **kwargs)
+        return cached(*args)
 
     return build
 

@@ -117,9 +117,8 @@ class ExportStream:
     ) -> None:
         self.project_id = proto.check_project_id(project_id)
         self._range = _check_range(range)
-        proto.check_retry(retry)
         self._rt = rt
-        self._policy = retry or rt.retry
+        self._policy = rt.retry_policy(retry)
         self._url = ""
         self._open: list[AsyncGenerator[bytes, None]] = []
 

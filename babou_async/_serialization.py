@@ -15,6 +15,7 @@ Policy (server data is parsed defensively, see STYLE.md rule 6):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -79,6 +80,13 @@ def parse_timestamp(value: object) -> dt.datetime:
     if not isinstance(value, str):
         msg = f"expected an ISO 8601 string, got {type(value).__name__}"
         raise TypeError(msg)
+    return _parse_iso(value)
+
+
+# Every poll of an export answers the same created_at: parsed once, not 10,000 times (a
+# datetime is immutable, so sharing one is safe). Failures are not cached: they raise.
+@functools.lru_cache(maxsize=1024)
+def _parse_iso(value: str) -> dt.datetime:
     text = value.strip()
     # Python 3.10's fromisoformat does not accept "Z"; the docs' examples use it.
     if text[-1:] in ("Z", "z"):
@@ -114,9 +122,17 @@ def _lenient_timestamp(value: object, _: type) -> dt.datetime | None:
         return None
 
 
-def _optional(hook: Callable[[object, type], T]) -> Callable[[object, type], T | None]:
+def _optional(
+    hook: Callable[[object, type], T], exact: type[T] | None = None
+) -> Callable[[object, type], T | None]:
+    """``hook`` for ``X | None``; a value of exactly type ``exact`` passes as is, with no call."""
+
     def structure(value: object, cls: type) -> T | None:
-        return None if value is None else hook(value, cls)
+        if value is None:
+            return None
+        if type(value) is exact:
+            return value
+        return hook(value, cls)
 
     return structure
 
@@ -137,7 +153,10 @@ def make_converter() -> cattrs.Converter:
         (int, _structure_int),
         (float, _structure_float),
     ):
-        conv.register_structure_hook(base | None, _optional(hook))
+        conv.register_structure_hook(base | None, _optional(hook, base))
+    conv.register_structure_hook_func(
+        lambda t: t == dict[str, Any] | None, _optional(_structure_dict)
+    )
     # Timestamps are informational: an unparseable one ("", "soon") becomes None rather
     # than failing the whole response.
     conv.register_structure_hook(dt.datetime | None, _lenient_timestamp)
@@ -147,6 +166,9 @@ def make_converter() -> cattrs.Converter:
 
 
 converter = make_converter()
+
+# The converter's hook for each model, looked up once: its dispatch is a cost per response.
+_hooks: dict[type, Callable[[object, type], object]] = {}
 
 
 def describe_error(exc: BaseException) -> str:
@@ -170,7 +192,10 @@ def structure(data: object, cls: type[T]) -> T:
         ValueError: With a readable description of every bad field. The caller, which
             knows the HTTP context, turns it into a :class:`~babou_async.DecodeError`.
     """
+    hook = _hooks.get(cls)
+    if hook is None:
+        hook = _hooks[cls] = converter.get_structure_hook(cls)
     try:
-        return converter.structure(data, cls)
+        return hook(data, cls)  # type: ignore[return-value]
     except Exception as exc:
         raise ValueError(describe_error(exc)) from exc

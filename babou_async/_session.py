@@ -439,7 +439,7 @@ class BabouSession(StreamingMixin):
         proto.check_project_id(project_id)
         return await exports.get_export(self._rt, project_id, retry)
 
-    async def watch_export(
+    def watch_export(
         self,
         project_id: str,
         *,
@@ -467,14 +467,14 @@ class BabouSession(StreamingMixin):
                 ``estimated_time`` is used when a status response carries one.
 
         Raises:
+            ValidationError: A bad argument (raised by the call, before iterating).
             ExportTimeoutError: The deadline passed before a terminal status.
         """
         proto.check_project_id(project_id)
         seconds = proto.check_timeout(timeout)
-        async for export in exports.watch_export(
+        return exports.watch_export(
             self._rt, project_id, timeout=seconds, poll_policy=poll, retry=retry, estimate=estimate
-        ):
-            yield export
+        )
 
     async def wait_for_export(
         self,

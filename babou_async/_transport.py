@@ -28,6 +28,7 @@ What it guarantees about the API key and other credentials:
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -245,6 +246,55 @@ class StreamResponse:
             yield chunk
 
 
+class _Slots:
+    """
+    The pool's connections as slots for API calls, handed over in arrival order.
+
+    Callers beyond the pool's size wait here, for one future each, rather than inside
+    aiohttp: it builds the whole request (headers, URL, timers, six coroutines: about 8 KiB)
+    before it waits for a pooled connection, and 10,000 calls may come at once.
+    """
+
+    __slots__ = ("_free", "_waiting")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def free(self) -> int:
+        """Slots nobody holds."""
+        return self._free
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot."""
+        return sum(not handed.done() for handed in self._waiting)
+
+    def take(self) -> asyncio.Future[None] | None:
+        """A slot now (``None``), or a future that resolves when one is handed over."""
+        if self._free > 0:  # never while a caller waits: a freed slot goes to the first
+            self._free -= 1
+            return None
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        return handed
+
+    def abandon(self, handed: asyncio.Future[None]) -> None:
+        """A waiting caller was cancelled: give back the slot if one was handed over."""
+        if not handed.cancelled():
+            self.give_back()
+
+    def give_back(self) -> None:
+        """Free a slot: to the first caller still waiting, else to the pool."""
+        while self._waiting:
+            handed = self._waiting.popleft()
+            if not handed.done():  # a cancelled caller's future stays queued until here
+                handed.set_result(None)
+                return
+        self._free += 1
+
+
 class Transport:
     """
     Sends requests through one ``aiohttp.ClientSession``, owned or injected.
@@ -302,6 +352,8 @@ class Transport:
         # The credentials this transport has been asked to send, and their redaction.
         self._credentials: frozenset[str] = frozenset()
         self._redactor = _ANONYMOUS
+        # Made with the session, in its loop; None for a pool without a limit.
+        self._slots: _Slots | None = None
 
     @property
     def redactor(self) -> Redactor:
@@ -340,8 +392,12 @@ class Transport:
                 # ~/.netrc credentials to the download host (see babou_async._proxy).
                 trust_env=False,
             )
+            self._slots = _Slots(self._max_connections)
         elif self._session.closed:
             raise ConfigurationError("the aiohttp.ClientSession given to BabouSession is closed")
+        elif self._slots is None and not self._owned:
+            limit = getattr(self._session.connector, "limit", 0)
+            self._slots = _Slots(limit) if isinstance(limit, int) and limit > 0 else None
         return self._session
 
     async def send(
@@ -367,9 +423,19 @@ class Transport:
         Raises:
             SendFailure: When no response arrived.
         """
-        session = self._http()
+        session = self._http()  # makes the pool (and its slots) on first use
         self._learn(headers)
+        slots = self._slots
+        handed = None if slots is None else slots.take()
+        if slots is not None and handed is not None:
+            try:
+                await handed  # not in a helper coroutine: its frame is memory too
+            except BaseException:
+                slots.abandon(handed)
+                raise
         try:
+            if handed is not None:
+                session = self._http()  # closed while this call waited for a slot?
             async with session.request(
                 method,
                 url,
@@ -396,6 +462,9 @@ class Transport:
                 return RawResponse(status=resp.status, headers=resp.headers, body=body)
         except _TRANSPORT_ERRORS as exc:
             failure = translate_error(exc, method, url, self._redactor)
+        finally:
+            if slots is not None:
+                slots.give_back()
         raise failure  # outside the handler: the aiohttp error is not even the context
 
     def _upload_timeout(self, size: int) -> aiohttp.ClientTimeout:

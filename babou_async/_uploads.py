@@ -117,7 +117,7 @@ async def upload_asset(
 ) -> Asset:
     """Upload ``source`` (see :meth:`BabouSession.upload_asset` for the contract)."""
     proto.check_upload_size(size)
-    proto.check_retry(retry)
+    rt.retry_policy(retry)  # checked before the source is read
     length: int | None
     if isinstance(source, (str, os.PathLike)):
         ctype, length, data = await _from_path(Path(source), content_type)

@@ -14,16 +14,20 @@ each export (the watch noticed completion this long after the server completed i
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
+import aiohttp
+
 from babou_async import BabouSession, ExportStatus, PollPolicy
 
-from . import Options, Result, RssSampler, ServerProcess, check, median, rss_bytes
+from . import Options, Result, RssSampler, ServerProcess, check, cpu_seconds, median, rss_bytes
 
 NAME = "watches"
 SLACK = 10.0  # seconds: starting N exports through one pool, and a loaded machine
 RSS_PER_WATCH_KIB = 6.0  # issue #9, at 10,000 watches (smaller runs only report it)
+CPU_PER_POLL = 1.2  # issue #9: this process's CPU per request, vs a raw aiohttp GET's
 
 
 async def _watch_all(
@@ -48,9 +52,9 @@ async def _watch_all(
             return t_start, time.perf_counter(), last.status_raw, changes
 
         with RssSampler(0.05) as sampler:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             outcomes = await asyncio.gather(*(one(pid) for pid in ids), return_exceptions=True)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         leftover = len(asyncio.all_tasks()) - 1
     done = [o for o in outcomes if isinstance(o, tuple)]
     errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
@@ -58,6 +62,7 @@ async def _watch_all(
     latencies = sorted(max(0.0, end - (start + duration)) for start, end, _, _ in completed)
     return {
         "wall": wall,
+        "cpu": cpu,
         "completed": len(completed),
         "errors": errors[:5],
         "error_count": len(errors),
@@ -69,6 +74,72 @@ async def _watch_all(
         "latency_max": latencies[-1] if latencies else None,
         "start_spread": (max(o[0] for o in done) - t0) if done else None,
     }
+
+
+async def _steady_polls(
+    server: ServerProcess, ids: list[str], interval: float, *, raw: bool
+) -> tuple[float, int]:
+    """
+    Poll every export of ``ids`` each ``interval`` s until it ends; this process's CPU seconds.
+
+    Ours: one ``watch_export`` per export with a constant :class:`PollPolicy`. The baseline
+    (``raw``): the docs' fixed loop in raw aiohttp (GET, decode, sleep), one task per export,
+    over a pool as large as the session's. The exports are started before the measurement.
+    """
+    headers = {"Authorization": f"Bearer {server.api_key}", "Accept": "application/json"}
+    poll = PollPolicy(
+        initial_delay=interval, multiplier=1.0, max_delay=interval, jitter=0.0, use_estimate=False
+    )
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http,
+        BabouSession(server.api_key, base_url=server.base_url, poll=poll) as babou,
+    ):
+        await asyncio.gather(*(babou.start_export(pid) for pid in ids))
+        server.command("clear")
+
+        async def raw_watch(pid: str) -> None:
+            url = f"{server.base_url}/projects/{pid}/export"
+            while True:
+                async with http.get(url, headers=headers) as resp:
+                    status = json.loads(await resp.read())["status"]
+                if status in ("completed", "failed"):
+                    return
+                await asyncio.sleep(interval)
+
+        async def ours_watch(pid: str) -> None:
+            async for _ in babou.watch_export(pid, timeout=120):
+                pass
+
+        cpu0 = cpu_seconds()
+        await asyncio.gather(*((raw_watch if raw else ours_watch)(pid) for pid in ids))
+        cpu = cpu_seconds() - cpu0
+    polls = server.command("stats")["by_route"].get("GET /projects/{id}/export", 0)
+    return cpu, int(polls)
+
+
+def _poll_cost(opts: Options) -> Result:
+    """CPU per status poll of a watch against a raw aiohttp poll loop's, paced alike."""
+    count = opts.pick(800, 200, 10)
+    interval = 0.25
+    with ServerProcess.run(
+        opts, "--projects", str(count), "--queued", "0", "--processing", "6", "--record-limit", "-1"
+    ) as server:
+        ids = server.project_ids
+        half = len(ids) // 2
+        ours_cpu, ours_polls = asyncio.run(_steady_polls(server, ids[:half], interval, raw=False))
+        raw_cpu, raw_polls = asyncio.run(_steady_polls(server, ids[half:], interval, raw=True))
+    ours_us = ours_cpu / max(1, ours_polls) * 1e6
+    raw_us = raw_cpu / max(1, raw_polls) * 1e6
+    return Result(
+        "watches.cpu_per_poll",
+        ours_us,
+        raw_us,
+        ours_us / raw_us,
+        f"ours/raw <= {CPU_PER_POLL:g} (this process's CPU per poll)",
+        check(ours_us <= CPU_PER_POLL * raw_us),
+        "cpu-us",
+        {"watches": half, "interval": interval, "polls": ours_polls, "raw_polls": raw_polls},
+    )
 
 
 def run(opts: Options) -> list[Result]:
@@ -139,6 +210,7 @@ def run(opts: Options) -> list[Result]:
                 "rss_peak_mib": stats["rss_peak"] / 2**20,
             },
         ),
+        _poll_cost(opts),
         Result(
             "watches.requests_per_export",
             (polls + starts) / count,

@@ -34,6 +34,7 @@ EXPECTED_ROWS = {
     "watches.wall",
     "watches.completed",
     "watches.rss_per_watch",
+    "watches.cpu_per_poll",
     "watches.requests_per_export",
     "watches.detection_latency",
     "polling.requests_per_export",

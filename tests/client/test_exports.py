@@ -266,3 +266,17 @@ async def test_thousands_of_watches_in_one_session(fake: FakeBabou) -> None:
             for pid in ids:
                 tg.start_soon(one, pid)
     assert [ExportStatus.COMPLETED] * 1000 == finals
+
+
+async def test_watch_export_checks_its_arguments_at_the_call(
+    fake: FakeBabou, babou: BabouSession
+) -> None:
+    """A bad argument fails the call itself, before any iteration and any request."""
+    before = len(fake.requests)
+    with pytest.raises(ValidationError):
+        babou.watch_export("not a project id")
+    with pytest.raises(ValidationError):
+        babou.watch_export("prj_x", poll={})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        babou.watch_export("prj_x", estimate=(5.0, 1.0))
+    assert len(fake.requests) == before

@@ -28,6 +28,7 @@ from babou_async import (
     PollPolicy,
     RateLimit,
     RateLimitError,
+    RequestPriority,
     RequestTimeoutError,
     RetryPolicy,
     ServerError,
@@ -619,6 +620,25 @@ async def test_unlimited_budget_never_engages(fake: FakeBabou) -> None:
         budget = babou._rt.budget
         assert isinstance(budget, AdaptiveBudget)
         assert budget.state is None
+
+
+async def test_a_budget_subclass_that_overrides_its_hooks_is_awaited(fake: FakeBabou) -> None:
+    """The in-process budgets are called without awaiting, unless a subclass changed them."""
+    seen: list[tuple[str, object]] = []
+
+    class Watched(AdaptiveBudget):
+        async def acquire(self, priority: RequestPriority = RequestPriority.PROGRESS) -> None:
+            seen.append(("acquire", priority))
+            await super().acquire(priority)
+
+        async def on_response(self, status: int, retry_after: float | None) -> None:
+            seen.append(("answer", status))
+            await super().on_response(status, retry_after)
+
+    pid = fake.seed_project()
+    async with BabouSession(fake.api_key, base_url=fake.base_url, rate_limit=Watched()) as babou:
+        await babou.get_project(pid)
+    assert seen == [("acquire", RequestPriority.PROGRESS), ("answer", 200)]
 
 
 # -- HTTP sessions ---------------------------------------------------------------------------
