@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import time
 from collections.abc import Awaitable, Callable
 
-import anyio
 import attrs
 
 __all__ = ["Clock"]
@@ -43,6 +43,8 @@ class Clock:
     """
 
     monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    # asyncio's own sleep: anyio's adds two coroutines and a back-end lookup to each of them,
+    # and 10,000 sleeping watches hold those frames. aiohttp ties a session to asyncio.
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     random: Callable[[], float] = random.random
     wall: Callable[[], dt.datetime] = _utc_now

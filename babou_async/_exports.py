@@ -141,9 +141,10 @@ class _ExportWatch:
                 proto.build_get_export(project_id), retry=self._retry, priority=RequestPriority.POLL
             )
         export = proto.parse_export(raw, payload, project_id)
-        if export.is_terminal:
+        terminal = export.is_terminal
+        if terminal:
             rt.estimates.forget(project_id)
-        return export, export.status_raw, export.is_terminal
+        return export, export.status_raw, terminal
 
     def timed_out(self, exc: WaitTimeoutError) -> ExportTimeoutError:
         """The error for a passed deadline."""

@@ -44,12 +44,21 @@ _SYNONYMS: dict[str, dict[str, str]] = {
 }
 
 
+# Each enum's members by their exact value, for the common case of :meth:`_TolerantEnum.parse`.
+_EXACT: dict[type, dict[str, Any]] = {}
+
+
 class _TolerantEnum(str, enum.Enum):
     """A string enum whose lookup maps synonyms and unknown values instead of failing."""
 
     @classmethod
     def parse(cls, raw: object) -> Any:
         """Map a raw server value to a member: exact, then synonym, then ``UNKNOWN``."""
+        exact = _EXACT.get(cls)
+        if exact is None:
+            exact = _EXACT[cls] = {member.value: member for member in cls}
+        if isinstance(raw, str) and raw in exact:  # every poll: a dict lookup, no Enum call
+            return exact[raw]
         text = str(raw).strip().lower() if raw is not None else ""
         text = _SYNONYMS.get(cls.__name__, {}).get(text, text)
         try:

@@ -9,13 +9,10 @@ deadline, and polls through transient failures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
-import anyio
 import attrs
 
 from . import _protocol as proto
@@ -29,6 +26,7 @@ from ._exceptions import (
     WaitTimeoutError,
 )
 from ._runtime import Runtime
+from ._timer import LookTimer
 
 __all__ = ["Fetch", "poll", "wait"]
 
@@ -38,19 +36,6 @@ T = TypeVar("T")
 
 #: One status look: returns ``(item, status text, is terminal)``.
 Fetch = Callable[[], Awaitable[tuple[T, str, bool]]]
-
-if sys.version_info >= (3, 11):
-    # A Timeout and a timer per poll. anyio's cancel scope adds two sets, weak references
-    # and a generator-based context manager (about 1 KiB), and each of 10,000 watches may
-    # have a poll waiting for a connection. Both raise TimeoutError.
-    _within = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-
-    @contextlib.asynccontextmanager
-    async def _within(seconds: float) -> AsyncIterator[None]:
-        with anyio.fail_after(seconds):
-            yield
-
 
 # What a poll survives while the deadline allows: an outage, a long 429, and DecodeError
 # too (one HTML page from a proxy must not end a watch).
@@ -88,6 +73,11 @@ class _Watch:
         if self.estimate is None:
             self.estimate = getattr(item, "estimated_seconds", None)
         return status != self.last_status or terminal
+
+    def cut(self, *, by_timer: bool) -> None:
+        """A look was cancelled: by the look timer, the deadline passed (raise); else return."""
+        if by_timer:
+            raise self.passed() from self.last_error
 
     def go_on(self) -> None:
         """After a look that was not terminal: raise if it was the last one."""
@@ -178,18 +168,22 @@ async def _poll(
     # The last look, after sleeping up to the deadline, gets a short grace to answer.
     grace = min(5.0, max(0.05, timeout * 0.05))
     error: BaseException | None = None
+    timer = LookTimer()
     try:
         while True:
-            limit = grace if watch.final else max(0.0, watch.deadline - clock.monotonic())
+            timer.start(grace if watch.final else max(0.0, watch.deadline - clock.monotonic()))
             server_wait = 0.0
             try:
-                async with _within(limit):
+                try:
                     item, status, terminal = await fetch()
+                finally:
+                    timer.stop()  # before anything else: never armed across a yield
             except _TRANSIENT as exc:
                 server_wait = watch.failed(exc)
                 log.info("poll failed, will poll again: %s", rt.redact(str(exc)))
-            except TimeoutError:
-                raise watch.passed() from watch.last_error
+            except asyncio.CancelledError:
+                watch.cut(by_timer=timer.expired())  # raises WaitTimeoutError if so
+                raise
             else:
                 if watch.seen(item, status, terminal):
                     previous, watch.last_status = watch.last_status, status
@@ -208,6 +202,7 @@ async def _poll(
         error = exc
         raise
     finally:
+        timer.close()
         if ended is not None:
             ended(watch.last_status, error)
 

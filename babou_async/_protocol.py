@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import json
 import math
 import re
@@ -492,7 +493,13 @@ def parse_estimated_time(value: object) -> tuple[float, float] | None:
     if not isinstance(value, str):
         return None
     # Clipped: a hostile megabyte of digits would make the search quadratic.
-    match = _ESTIMATE_RE.search(value[:200])
+    return _parse_estimate(value[:200])
+
+
+# Every poll of an export repeats its estimate: parsed once per distinct text.
+@functools.lru_cache(maxsize=256)
+def _parse_estimate(value: str) -> tuple[float, float] | None:
+    match = _ESTIMATE_RE.search(value)
     if match is None:
         return None
     unit = _UNIT_SECONDS[match["unit"][0].lower()]
@@ -648,7 +655,7 @@ def parse_export(
 
 def _info_text(value: object) -> str | None:
     """An informational text field: a string (clipped), a number written out, or ``None``."""
-    if isinstance(value, str):
+    if value is None or isinstance(value, str):
         return value
     number = _info_number(value)
     return None if number is None else f"{number:g}"
@@ -656,7 +663,7 @@ def _info_text(value: object) -> str | None:
 
 def _info_number(value: object) -> float | None:
     """An informational number: a number, a numeric string, or ``None``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
         number = float(value[:100] if isinstance(value, str) else value)

@@ -122,6 +122,16 @@ def _lenient_timestamp(value: object, _: type) -> dt.datetime | None:
         return None
 
 
+def _estimate_pair(value: object, _: type) -> tuple[float, float] | None:
+    """``(low, high)`` seconds, or ``None``: a direct hook (cattrs' tuples cost every poll)."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return (_structure_float(value[0], float), _structure_float(value[1], float))
+    msg = f"expected a pair of numbers, got {_shown(value)}"
+    raise TypeError(msg)
+
+
 def _optional(
     hook: Callable[[object, type], T], exact: type[T] | None = None
 ) -> Callable[[object, type], T | None]:
@@ -157,6 +167,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(
         lambda t: t == dict[str, Any] | None, _optional(_structure_dict)
     )
+    conv.register_structure_hook_func(lambda t: t == tuple[float, float] | None, _estimate_pair)
     # Timestamps are informational: an unparseable one ("", "soon") becomes None rather
     # than failing the whole response.
     conv.register_structure_hook(dt.datetime | None, _lenient_timestamp)

@@ -71,7 +71,7 @@ class BabouSession(StreamingMixin):
         http_session: An ``aiohttp.ClientSession`` owned by the caller (for example a web
             app's), used as is and never closed here. Without one, the session creates its
             own on first use and closes it in :meth:`aclose`.
-        max_connections: Size of the owned connection pool.
+        max_connections: Size of the owned pool; API calls beyond it wait in the session.
         user_agent: Overrides the ``User-Agent`` header.
         clock: Where time, sleep and randomness come from; a test hook
             (:class:`babou_async.testing.Clock`) to run retries, polls and the request

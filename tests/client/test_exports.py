@@ -280,3 +280,30 @@ async def test_watch_export_checks_its_arguments_at_the_call(
     with pytest.raises(ValidationError):
         babou.watch_export("prj_x", estimate=(5.0, 1.0))
     assert len(fake.requests) == before
+
+
+async def test_a_busy_consumer_is_never_cut_by_the_watch_deadline(
+    fake: FakeBabou, babou: BabouSession
+) -> None:
+    """The deadline cuts a look, never the caller's own work between two iterations."""
+    fake.export_processing_seconds = 60
+    pid = fake.seed_project()
+    await babou.start_export(pid)
+    watch = babou.watch_export(pid, timeout=0.3)
+    async with aclosing(watch):
+        first = await anext(watch)
+        assert not first.is_terminal
+        await anyio.sleep(0.6)  # past the deadline, in the caller's code: not cancelled
+        with anyio.fail_after(5), pytest.raises(ExportTimeoutError):
+            async for _ in watch:  # the last look may still report a change, then it ends
+                pass
+
+
+async def test_a_hung_look_is_cut_at_the_deadline(fake: FakeBabou, babou: BabouSession) -> None:
+    """A status request that never answers ends at the deadline, as ExportTimeoutError."""
+    pid = fake.seed_project()
+    await babou.start_export(pid)
+    fake.inject("GET", f"/projects/{pid}/export", status=200, json={"status": "queued"}, delay=30)
+    with anyio.fail_after(5), pytest.raises(ExportTimeoutError):
+        async for _ in babou.watch_export(pid, timeout=0.3):
+            pass
