@@ -80,7 +80,12 @@ def parse_timestamp(value: object) -> dt.datetime:
     if not isinstance(value, str):
         msg = f"expected an ISO 8601 string, got {type(value).__name__}"
         raise TypeError(msg)
-    return _parse_iso(value)
+    # Only short texts are kept: a hostile server padding each with a megabyte of spaces
+    # must not fill the cache with megabytes.
+    return _parse_iso(value) if len(value) <= _CACHED_TEXT else _parse_iso.__wrapped__(value)
+
+
+_CACHED_TEXT = 64
 
 
 # Every poll of an export answers the same created_at: parsed once, not 10,000 times (a

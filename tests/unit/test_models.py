@@ -392,3 +392,13 @@ def test_nanosecond_timestamps_parse_on_every_python() -> None:
     """Nine fractional digits (valid ISO 8601) are cut to microseconds, even on 3.10."""
     parsed = ser.parse_timestamp("2025-12-02T10:00:00.123456789+05:30")
     assert dt.datetime(2025, 12, 2, 4, 30, 0, 123456, tzinfo=dt.timezone.utc) == parsed
+
+
+def test_timestamps_are_parsed_once_and_long_texts_never_kept() -> None:
+    """A repeated short timestamp comes from the cache; a padded one is parsed, not kept."""
+    short = "2026-03-04T05:06:07Z"
+    assert ser.parse_timestamp(short) is ser.parse_timestamp(short)
+    before = ser._parse_iso.cache_info().currsize
+    padded = " " * 10_000 + "2026-03-04T05:06:07Z"
+    assert ser.parse_timestamp(padded) == ser.parse_timestamp(short)
+    assert ser._parse_iso.cache_info().currsize == before
