@@ -320,12 +320,11 @@ class Runtime:
 
     async def _received(self, raw: RawResponse, probe: Probe | None) -> RawResponse:
         """Feed the budget; scrub the key from a body that echoes it; tell the probe."""
-        retry_after = self._retry_after(raw)
         if self._local is not None:
-            self._local.record_response(raw.status, retry_after)
+            raw = self._received_now(self._local, raw)
         else:
-            await self.budget.on_response(raw.status, retry_after)
-        raw = self._scrubbed(raw)
+            await self.budget.on_response(raw.status, self._retry_after(raw))
+            raw = self._scrubbed(raw)
         if probe is not None:
             await probe.received(raw.status, raw.headers)
         return raw
