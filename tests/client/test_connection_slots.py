@@ -18,6 +18,8 @@ from aiohttp import web
 
 from babou_async import BabouSession, RateLimit, _transport
 
+from ..support import serve
+
 pytestmark = pytest.mark.anyio
 
 PROJECT = {"id": "prj_slots", "name": "Slots", "created_at": "2025-12-02T10:00:00Z"}
@@ -45,18 +47,11 @@ class Gate:
 @pytest.fixture
 async def gate() -> AsyncIterator[tuple[Gate, str]]:
     held = Gate()
-    app = web.Application()
-    app.router.add_get("/api/v1/projects/{pid}", held.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield held, f"http://127.0.0.1:{port}/api/v1"
-    finally:
-        held.open.set()
-        await runner.cleanup()
+    async with serve([("GET", "/api/v1/projects/{pid}", held.handle)]) as origin:
+        try:
+            yield held, f"{origin}/api/v1"
+        finally:
+            held.open.set()
 
 
 async def _until(condition: object, what: str) -> None:

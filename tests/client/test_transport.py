@@ -12,6 +12,8 @@ from aiohttp import web
 from babou_async import BabouSession, DecodeError, RetryPolicy, _transport
 from babou_async._protocol import RequestSpec
 
+from ..support import serve
+
 pytestmark = pytest.mark.anyio
 
 PROJECT = {
@@ -40,17 +42,8 @@ async def split_body(request: web.Request) -> web.StreamResponse:
 
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_get("/api/v1/projects/{pid}", split_body)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1"
-    finally:
-        await runner.cleanup()
+    async with serve([("GET", "/api/v1/projects/{pid}", split_body)]) as origin:
+        yield f"{origin}/api/v1"
 
 
 @pytest.mark.parametrize("length", ["1", "0"])

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +31,12 @@ from babou_async import (
     TransportError,
 )
 
-from ..support import fast_retry
+from ..support import Handler, fast_retry, serve
 
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-bab-adversarialSECRETkey0123456789"
 FAST_RETRY = fast_retry(3)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def serve(routes: list[tuple[str, str, Handler]]) -> AsyncIterator[str]:
-    """Serve ``(method, path, handler)`` routes on 127.0.0.1; yield ``http://host:port``."""
-    app = web.Application()
-    for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def session(origin: str, **kwargs: Any) -> BabouSession:
